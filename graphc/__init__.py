@@ -4,7 +4,7 @@ Declare a model in the DSL, take gradients symbolically, compile for a
 backend ("numpy" reference or "triton"), and read every formula and kernel.
 """
 
-from . import nn, optim
+from . import data, nn, optim, train
 from .autodiff import grad
 from .dsl import (
     abs, add, apply, bce_loss, bce_with_logits, broadcast_to, clamp, const, cross_entropy, div, exp, fn, input,
@@ -21,7 +21,7 @@ from .program import Program, compile
 from .verify import verify
 
 __all__ = [
-    "Graph", "Node", "Tensor", "OPS", "Program", "compile", "grad", "nn", "optim", "verify",
+    "Graph", "Node", "Tensor", "OPS", "Program", "compile", "grad", "data", "nn", "optim", "train", "verify",
     "GraphError", "ShapeError", "DTypeError", "FeedError", "CycleError", "UnknownOpError", "GradError",
     "GraphStateError", "NumericError",
     "input", "param", "const", "apply", "fn",

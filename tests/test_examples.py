@@ -50,6 +50,11 @@ def test_logistic_regression_separates_the_blobs() -> None:
     assert losses[-1] < 0.1 and accuracy > 0.95
 
 
+def test_logistic_regression_minibatch_sgd() -> None:
+    losses, accuracy = load("logistic_regression").train(steps=20, batch_size=50)
+    assert losses[-1] < 0.1 and accuracy > 0.95
+
+
 def test_mlp_256_cross_entropy_falls_from_chance() -> None:
     losses = load("mlp_256").train(steps=200)
     assert losses[0] == pytest.approx(np.log(10), abs=0.3)
