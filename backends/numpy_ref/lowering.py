@@ -21,6 +21,7 @@ from graphc.ops import OPS, POINTWISE, SOURCE, formula
 from graphc.plan import Plan
 from graphc.symbolic import arg_symbols
 
+from .fast import FastExecutable
 from .printer import lambdify, to_source
 
 Impl = Callable[..., np.ndarray]  # (node, *input arrays) -> array
@@ -153,8 +154,16 @@ class NumpyExecutable:
         return outputs, updated
 
 
-def lower(plan: Plan, dtype: str | None = None, check_finite: bool = False) -> NumpyExecutable:
-    """The numpy backend's entry point: `gc.compile(..., backend="numpy", dtype=..., check_finite=...)`."""
+def lower(plan: Plan, dtype: str | None = None, check_finite: bool = False,
+          fast: bool = True) -> "NumpyExecutable | FastExecutable":
+    """The numpy backend's entry point: `gc.compile(..., backend="numpy", dtype=..., check_finite=..., fast=...)`.
+
+    The default is the generated fast path (fast.py) in the graph's own dtypes; the
+    node-by-node interpreter, the oracle, runs when asked for a dtype (``"float64"``),
+    for finiteness checks after every node, or with ``fast=False``.
+    """
+    if fast and dtype is None and not check_finite:
+        return FastExecutable(plan, _impl)
     return NumpyExecutable(plan, dtype=dtype, check_finite=check_finite)
 
 
