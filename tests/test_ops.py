@@ -115,18 +115,24 @@ class Spec:
     torch_fn: Callable[..., Any]
     args: tuple[Arg, ...]
     shapes: tuple[tuple[Shape, ...], ...]  # one tuple of argument shapes per case
-    kink: Callable[..., float] | None = None
+    kink: Callable[..., float] | None = None  # the inputs' distance from the nearest non-smooth point
     special: tuple[tuple[Any, ...], ...] = ()  # argument tuples at kinks and extremes
 
 
 @dataclass(frozen=True)
 class Case:
+    """One spec at one tuple of argument shapes: the unit each test is parametrized over."""
+
     spec: Spec
     shapes: tuple[Shape, ...]
 
     @property
     def id(self) -> str:
         return f"{self.spec.label}-" + "-".join("x".join(map(str, s)) or "scalar" for s in self.shapes)
+
+    @property
+    def differentiable(self) -> bool:
+        return any(not a.integer for a in self.spec.args)
 
 
 def unary(op: str, gc_fn: Callable, np_fn: Callable, torch_fn: Callable, arg: Arg | None = None,
@@ -163,6 +169,8 @@ def pair(f: Callable[..., Any]) -> Callable[..., Any]:
     """A torch loss that wants equal shapes, applied after broadcasting (as graphc's losses do)."""
     return lambda p, t, **kw: f(*torch.broadcast_tensors(p, t), **kw)
 
+
+A0, A1 = arg_symbols(2)
 
 POINTWISE_SPECS = [
     unary("neg", lambda a: -a, np.negative, torch.neg),
@@ -214,8 +222,7 @@ POINTWISE_SPECS = [
            special=(([1.0, 2.0, 3.0], [1.0, 0.0, 5.0]),)),
     binary("minimum", gc.minimum, np.minimum, torch.minimum, kink=dist_between,
            special=(([1.0, 2.0, 3.0], [1.0, 0.0, 5.0]),)),
-    binary("fn", lambda a, b: gc.fn(arg_symbols(2)[0] * sp.exp(-arg_symbols(2)[1])
-                                    + sp.sin(arg_symbols(2)[0]) * arg_symbols(2)[1] ** 2, a, b),
+    binary("fn", lambda a, b: gc.fn(A0 * sp.exp(-A1) + sp.sin(A0) * A1 ** 2, a, b),
            lambda a, b: a * np.exp(-b) + np.sin(a) * b ** 2,
            lambda a, b: a * torch.exp(-b) + torch.sin(a) * b ** 2, label="fn(a0*exp(-a1)+sin(a0)*a1**2)"),
 ]
@@ -435,22 +442,18 @@ def test_forward_matches_numpy(case: Case) -> None:
         want = case.spec.np_fn(*xs)
         y64 = f64(xs)[0]
         assert y64.shape == np.shape(want) == f64.y.shape and y64.dtype == np.dtype(f64.y.dtype)
-        assert f64.y.dtype == "float64" or not differentiable(case)  # one_hot's dtype is its own attr
+        assert f64.y.dtype == "float64" or not case.differentiable  # one_hot's dtype is its own attr
         np.testing.assert_allclose(y64, want, rtol=1e-12, atol=1e-12 * scale_of(want))
         np.testing.assert_allclose(f32_as_64(**{f"x{i}": x for i, x in enumerate(xs)}), want, rtol=1e-12,
                                    atol=1e-12 * scale_of(want))
         xs32 = [x.astype(np.float32) if x.dtype.kind == "f" else x for x in xs]
         y32 = f32(xs32)[0]
-        assert y32.dtype == np.dtype(f32.y.dtype) and (f32.y.dtype == "float32" or not differentiable(case))
+        assert y32.dtype == np.dtype(f32.y.dtype) and (f32.y.dtype == "float32" or not case.differentiable)
         want32 = case.spec.np_fn(*(x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs32))
         np.testing.assert_allclose(y32, want32, rtol=1e-5, atol=1e-6 * scale_of(want32))
 
 
-def differentiable(case: Case) -> bool:
-    return any(not a.integer for a in case.spec.args)
-
-
-GRAD_CASES = [c for c in CASES if differentiable(c)]
+GRAD_CASES = [c for c in CASES if c.differentiable]
 
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.id)
@@ -464,8 +467,9 @@ def test_grad_matches_finite_differences(case: Case) -> None:
         def loss(args: list[np.ndarray]) -> float:
             return float(np.sum(w * f(args, w)[0]))
 
-        # Round-off in each loss evaluation, magnified by 1/(2h) in the difference quotient.
-        atol = 64 * EPS64 * float(np.sum(np.abs(w))) * scale_of(y, *xs) / FD_STEP
+        # Round-off in each loss evaluation, magnified by 1/(2h) in the difference quotient; the largest
+        # seen over all cases is 1.3 of these units.
+        atol = 8 * EPS64 * float(np.sum(np.abs(w))) * scale_of(y, *xs) / FD_STEP
         for i, g in zip(f.float_args, grads):
             numeric = np.zeros_like(xs[i])
             for idx in np.ndindex(xs[i].shape):
