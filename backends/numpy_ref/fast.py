@@ -263,12 +263,48 @@ class Codegen:
                        self.kernels, self.buffers)
 
 
+def signature(plan: Plan) -> tuple[Any, ...]:
+    """Everything the generated code depends on: structure, types, attrs, names, const values.
+
+    Param values are not part of it (they are arguments), so compiling the same model
+    again, from a new graph with new weights, hits the cache.
+    """
+    g = plan.graph
+    rows = []
+    for nid in plan.order:
+        n = g.node(nid)
+        value = n.value.tobytes() if n.op == "const" and n.value is not None else None
+        rows.append((nid, n.op, n.inputs, n.shape, n.dtype, repr(sorted(n.attrs.items())), n.name, value))
+    return (tuple(rows), tuple(plan.outputs), tuple(plan.updates.items()), tuple(plan.inputs), tuple(plan.params))
+
+
+_CACHE: dict[tuple[Any, ...], Emitted] = {}
+_CACHE_SIZE = 64
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def generate(plan: Plan, interp: Callable[[Node], Callable[..., np.ndarray]]) -> Emitted:
+    """Codegen, cached by signature(plan); a hit gets its own fresh buffers."""
+    key = signature(plan)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            del _CACHE[next(iter(_CACHE))]  # oldest first
+        _CACHE[key] = Codegen(plan, interp).emit()
+    hit = _CACHE[key]
+    buffers = {k: np.empty_like(b) for k, b in hit.buffers.items()}
+    return Emitted(hit.source, {**hit.namespace, **buffers}, hit.args, hit.outputs, hit.updates, hit.num_kernels,
+                   buffers)
+
+
 class FastExecutable:
     """The generated function plus the calling convention of the Executable protocol."""
 
     def __init__(self, plan: Plan, interp: Callable[[Node], Callable[..., np.ndarray]]):
         self.plan = plan
-        emitted = Codegen(plan, interp).emit()
+        emitted = generate(plan, interp)
         self.source = emitted.source
         self.num_kernels = emitted.num_kernels
         self.buffer_bytes = sum(b.nbytes for b in emitted.buffers.values())

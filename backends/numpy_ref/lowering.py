@@ -22,6 +22,7 @@ from graphc.plan import Plan
 from graphc.symbolic import arg_symbols
 
 from .fast import FastExecutable
+from .fast import clear_cache as fast_clear_cache
 from .printer import lambdify, to_source
 
 Impl = Callable[..., np.ndarray]  # (node, *input arrays) -> array
@@ -167,4 +168,11 @@ def lower(plan: Plan, dtype: str | None = None, check_finite: bool = False,
     return NumpyExecutable(plan, dtype=dtype, check_finite=check_finite)
 
 
+def clear_cache() -> None:
+    """Forget generated code and lambdified formulas (compile_time measures cold compiles with it)."""
+    _pointwise.cache_clear()
+    fast_clear_cache()
+
+
+lower.clear_cache = clear_cache  # type: ignore[attr-defined]
 register_backend("numpy", lower)
