@@ -350,20 +350,27 @@ SPECIAL: list[tuple[Spec, tuple[Any, ...]]] = [(spec, point) for spec in SPECS f
 # --- running a case -----------------------------------------------------------------------
 
 
+# The numpy backend's two ways to run a Program: the node-by-node interpreter (the oracle)
+# and the generated fast path (the default). Both must agree with the references.
+ORACLE = "interpreter"
+PATHS: dict[str, dict[str, Any]] = {ORACLE: {"fast": False}, "fast": {"fast": True}}
+
+
 @dataclass
 class Built:
-    """A case compiled: f(x0=..., w=...) returns (y, d(w.y)/dx_i for each float x_i)."""
+    """A case compiled: f(xs, w) returns (y, d(w.y)/dx_i for each float x_i)."""
 
-    program: gc.Program
+    programs: dict[str, gc.Program]  # by path
     y: gc.Tensor
     grads: tuple[gc.Tensor, ...]
     float_args: list[int]  # positions of the differentiable arguments
 
-    def __call__(self, xs: Sequence[np.ndarray], w: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def __call__(self, xs: Sequence[np.ndarray], w: np.ndarray | None = None,
+                 path: str = ORACLE) -> tuple[np.ndarray, ...]:
         feeds = {f"x{i}": x for i, x in enumerate(xs)}
         if self.float_args:
             feeds["w"] = np.ones(self.y.shape) if w is None else w
-        return tuple(np.asarray(r) for r in self.program(**feeds))
+        return tuple(np.asarray(r) for r in self.programs[path](**feeds))
 
 
 def build(spec: Spec, shapes: Sequence[Shape], dtype: str) -> Built:
@@ -377,7 +384,7 @@ def build(spec: Spec, shapes: Sequence[Shape], dtype: str) -> Built:
         if float_args:
             w = gc.input("w", y.shape, dtype=dtype)
             grads = gc.grad(y, [xs[i] for i in float_args], seed=w)
-    return Built(gc.compile([y, *grads]), y, grads, float_args)
+    return Built({path: gc.compile([y, *grads], **opts) for path, opts in PATHS.items()}, y, grads, float_args)
 
 
 def draw(case: Case, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -437,17 +444,17 @@ def test_forward_matches_numpy(case: Case) -> None:
     f32 = build(case.spec, case.shapes, "float32")
     # The same float32 graph run in float64 by the reference backend's dtype option.
     f32_as_64 = gc.compile(f32.y, dtype="float64")
-    for seed in SEEDS:
+    for seed, path in itertools.product(SEEDS, PATHS):
         xs, _ = draw(case, seed)
         want = case.spec.np_fn(*xs)
-        y64 = f64(xs)[0]
+        y64 = f64(xs, path=path)[0]
         assert y64.shape == np.shape(want) == f64.y.shape and y64.dtype == np.dtype(f64.y.dtype)
         assert f64.y.dtype == "float64" or not case.differentiable  # one_hot's dtype is its own attr
         np.testing.assert_allclose(y64, want, rtol=1e-12, atol=1e-12 * scale_of(want))
         np.testing.assert_allclose(f32_as_64(**{f"x{i}": x for i, x in enumerate(xs)}), want, rtol=1e-12,
                                    atol=1e-12 * scale_of(want))
         xs32 = [x.astype(np.float32) if x.dtype.kind == "f" else x for x in xs]
-        y32 = f32(xs32)[0]
+        y32 = f32(xs32, path=path)[0]
         assert y32.dtype == np.dtype(f32.y.dtype) and (f32.y.dtype == "float32" or not case.differentiable)
         want32 = case.spec.np_fn(*(x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs32))
         np.testing.assert_allclose(y32, want32, rtol=1e-5, atol=1e-6 * scale_of(want32))
@@ -485,20 +492,21 @@ def test_grad_matches_finite_differences(case: Case) -> None:
 def test_grad_matches_torch(case: Case) -> None:
     f64 = build(case.spec, case.shapes, "float64")
     f32 = build(case.spec, case.shapes, "float32")
-    for seed in SEEDS:
+    for seed, path in itertools.product(SEEDS, PATHS):
         xs, w = draw(case, seed)
         want_y, want = torch_reference(case.spec, xs, w)
-        y, *grads = f64(xs, w)
+        y, *grads = f64(xs, w, path)
         np.testing.assert_allclose(y, want_y, rtol=1e-10, atol=1e-12 * scale_of(want_y))
         for i, g, t in zip(f64.float_args, grads, want):
-            assert g.shape == xs[i].shape
-            np.testing.assert_allclose(g, t, rtol=1e-10, atol=1e-12 * scale_of(t), err_msg=f"d/dx{i}, seed {seed}")
+            assert g.shape == xs[i].shape and g.dtype == np.float64
+            np.testing.assert_allclose(g, t, rtol=1e-10, atol=1e-12 * scale_of(t),
+                                       err_msg=f"{path} d/dx{i}, seed {seed}")
         xs32 = [x.astype(np.float32) if x.dtype.kind == "f" else x for x in xs]
         _, want32 = torch_reference(case.spec, [x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs32], w)
-        _, *grads32 = f32(xs32, w.astype(np.float32))
+        _, *grads32 = f32(xs32, w.astype(np.float32), path)
         for g, t in zip(grads32, want32):
             assert g.dtype == np.float32
-            np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5 * scale_of(t))
+            np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5 * scale_of(t), err_msg=f"{path} float32")
 
 
 @pytest.mark.parametrize("spec,point", SPECIAL, ids=[f"{s.label}-{i}" for i, (s, _) in enumerate(SPECIAL)])
@@ -512,8 +520,10 @@ def test_special_points_match_torch(spec: Spec, point: tuple[Any, ...]) -> None:
         rounded = [x.astype(dtype).astype(np.float64) if x.dtype.kind == "f" else x for x in xs]
         want_y, want = torch_reference(spec, rounded, np.ones(f.y.shape))
         assert np.all(np.isfinite(want_y)) and all(np.all(np.isfinite(t)) for t in want), "a bad special point"
-        y, *grads = f([x.astype(dtype) if x.dtype.kind == "f" else x for x in xs])
-        assert np.all(np.isfinite(y)) and all(np.all(np.isfinite(g)) for g in grads), f"not finite in {dtype}"
-        np.testing.assert_allclose(y, want_y, rtol=rtol, atol=atol * scale_of(want_y), err_msg=dtype)
-        for i, g, t in zip(f.float_args, grads, want):
-            np.testing.assert_allclose(g, t, rtol=rtol, atol=atol * scale_of(t), err_msg=f"{dtype} d/dx{i}")
+        for path in PATHS:
+            y, *grads = f([x.astype(dtype) if x.dtype.kind == "f" else x for x in xs], path=path)
+            where = f"{path}, {dtype}"
+            assert np.all(np.isfinite(y)) and all(np.all(np.isfinite(g)) for g in grads), f"not finite: {where}"
+            np.testing.assert_allclose(y, want_y, rtol=rtol, atol=atol * scale_of(want_y), err_msg=where)
+            for i, g, t in zip(f.float_args, grads, want):
+                np.testing.assert_allclose(g, t, rtol=rtol, atol=atol * scale_of(t), err_msg=f"{where} d/dx{i}")
