@@ -47,6 +47,10 @@ class FastPrinter(GraphcNumPyPrinter):
         *pieces, (last, cond) = e.args
         if cond != sp.true:
             return super()._print_Piecewise(e)
+        if len(pieces) == 1 and {pieces[0][0], last} == {sp.S.Zero, sp.S.One}:
+            # A 0/1 mask (a clamp's or maximum's derivative) stays bool: bool * float32 is float32.
+            mask = self._print(pieces[0][1])
+            return mask if pieces[0][0] == 1 else f"numpy.logical_not({mask})"
         out = self._print(last)
         for value, c in reversed(pieces):
             out = f"numpy.where({self._print(c)}, {self._print(value)}, {out})"
@@ -70,8 +74,11 @@ def _uniform(value: np.ndarray) -> bool:
     return value.size > 0 and bool(np.all(value == value.flat[0]))
 
 
-def _number(v: float | int | bool) -> sp.Expr:
-    return sp.Integer(int(v)) if float(v).is_integer() else sp.Float(float(v))
+def _number(v: np.generic) -> sp.Expr:
+    """A folded constant as a sympy number; float32 values print by their shortest repr (1e-4, not 9.99e-5)."""
+    if float(v).is_integer():
+        return sp.Integer(int(v))
+    return sp.Float(float(repr(float(v)) if v.dtype == np.float64 else str(v)))
 
 
 def _emit_reduce(fn: str) -> Callable[[Node, list[str]], str]:
