@@ -1,0 +1,32 @@
+"""The Triton backend: a fused Schedule as readable Triton kernels, on a GPU or under the interpreter.
+
+Without a CUDA device this sets ``TRITON_INTERPRET=1`` before importing
+triton (Triton reads it when a kernel is decorated), says so once, and runs the
+same kernels on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from graphc.backend import register_backend
+
+_ON = ("1", "true", "yes", "on")
+
+if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "").lower() not in _ON:
+    os.environ["TRITON_INTERPRET"] = "1"
+    warnings.warn("graphc: no CUDA device; Triton kernels run under the interpreter (TRITON_INTERPRET=1) on the "
+                  "CPU", RuntimeWarning, stacklevel=2)
+
+#: Whether kernels run under Triton's interpreter, and where tensors live.
+INTERPRET = os.environ.get("TRITON_INTERPRET", "").lower() in _ON
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+from .runtime import TritonExecutable, lower  # noqa: E402  (after TRITON_INTERPRET is settled)
+
+register_backend("triton", lower)
+
+__all__ = ["DEVICE", "INTERPRET", "TritonExecutable", "lower"]
