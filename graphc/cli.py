@@ -29,11 +29,12 @@ def _bench(args: argparse.Namespace) -> int:
     log = (lambda s: print(s, file=sys.stderr)) if args.verbose else (lambda s: None)
     result = runner.run(keys, quick=args.quick, device=device, engines=engines, log=log,
                         compile_time=not args.no_compile_time, threads=args.threads)
+    print(runner.markdown(result))
     if args.gpu:
         from .bench import gpu
 
         result["pointwise_bandwidth"] = gpu.pointwise_bandwidth()
-    print(runner.markdown(result))
+        print("\n" + gpu.bandwidth_markdown(result["pointwise_bandwidth"]))
     if args.json:
         runner.write_json(result, args.json)
     if args.png:

@@ -65,8 +65,6 @@ def tracemalloc_peak(step: Callable[[], float]) -> int:
 
 def graphc_engine(w: Workload, params: Arrays, data: Arrays, device: str, **options: Any) -> Prepared:
     backend = "triton" if device == "cuda" else "numpy"
-    if backend == "triton":
-        options = {"device": "cuda", **options}
     prog: gc.Program | None = None
 
     def build() -> Callable[[], float]:
