@@ -15,6 +15,7 @@ import math
 
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
+from sympy.printing.pycode import _known_functions_math as _MATH_FUNCTIONS
 
 from graphc.errors import UnknownOpError
 
@@ -82,6 +83,16 @@ class TritonPrinter(PythonCodePrinter):
     def __init__(self, settings: dict | None = None):
         super().__init__({"strict": True, **(settings or {})})
 
+    def _print(self, expr: object, **kwargs: object) -> str:
+        # A constant subexpression (exp(2), log(3)/2 ...) is folded to a literal: Triton's math
+        # functions take tensors, not Python numbers.
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational and not expr.is_Float:
+            try:
+                return _float(float(expr))
+            except TypeError:  # complex (log of a negative number): let the rules below decide
+                pass
+        return super()._print(expr, **kwargs)
+
     # -- anything unknown is an error, never a guess --------------------------------------
     def _print_not_supported(self, expr: sp.Basic) -> str:
         raise TritonPrintError(f"the Triton printer cannot print {type(expr).__name__}: {expr}",
@@ -128,19 +139,21 @@ class TritonPrinter(PythonCodePrinter):
     # -- arithmetic --------------------------------------------------------------------
     def _print_Pow(self, e: sp.Pow, rational: bool = False) -> str:
         base, exp = e.args
-        b = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
-        if exp.is_Integer and 0 < int(exp) <= 4:
-            return "(" + " * ".join([b] * int(exp)) + ")"
-        if exp.is_Integer and -4 <= int(exp) < 0:
-            return "(1.0 / (" + " * ".join([b] * -int(exp)) + "))"
-        if exp == sp.Rational(1, 2):
-            return f"tl.sqrt({self._print(base)})"
-        if exp == sp.Rational(-1, 2):
-            return f"(1.0 / tl.sqrt({self._print(base)}))"
-        if exp.is_Number and (2 * exp).is_Integer:  # x ** (n/2) = x**k * sqrt(x)
-            whole = int(sp.floor(exp))
-            return f"({self._print(base ** whole)} * tl.sqrt({self._print(base)}))"
-        return f"_pow({self._print(base)}, {self._print(exp)})"
+        if not exp.is_Number:
+            if base.is_Number and base > 0:  # b ** x = exp(x * log b), log b folded
+                return f"tl.exp({self._print(exp)} * {_float(math.log(float(base)))})"
+            return f"_pow({self._print(base)}, {self._print(exp)})"
+        v = float(exp)
+        b = self._print(base)
+        m = abs(v)
+        if (2 * m).is_integer() and m <= 8:  # x**n and x**(n + 1/2) as products: exact, any sign of x
+            factors = [f"({b})"] * int(m) + ([f"tl.sqrt({b})"] if not m.is_integer() else [])
+            prod = " * ".join(factors)
+            return f"({prod})" if v > 0 else f"(1.0 / ({prod}))"
+        if v.is_integer():  # |x|**n with the sign of x**n
+            mag = f"tl.exp({_float(v)} * tl.log(tl.abs({b})))"
+            return f"tl.where({b} < 0, -{mag}, {mag})" if int(v) % 2 else mag
+        return f"tl.exp({_float(v)} * tl.log({b}))"  # NaN for a negative base, as NumPy gives
 
     def _print_Mod(self, e: sp.Mod) -> str:
         raise TritonPrintError(f"sympy Mod has floored semantics Triton lacks: {e}",
@@ -163,6 +176,21 @@ class TritonPrinter(PythonCodePrinter):
 
     def _print_log(self, e: sp.Function) -> str:
         return self._call("tl.log", e)
+
+    def _print_sin(self, e: sp.Function) -> str:
+        return self._call("tl.sin", e)
+
+    def _print_cos(self, e: sp.Function) -> str:
+        return self._call("tl.cos", e)
+
+    def _print_floor(self, e: sp.Function) -> str:
+        return self._call("tl.floor", e)
+
+    def _print_ceiling(self, e: sp.Function) -> str:
+        return self._call("tl.ceil", e)
+
+    def _print_erf(self, e: sp.Function) -> str:
+        return self._call("tl.erf", e)
 
     def _print_Abs(self, e: sp.Function) -> str:
         return self._call("tl.abs", e)
@@ -227,6 +255,13 @@ class TritonPrinter(PythonCodePrinter):
 
     def _print_Not(self, e: sp.Expr) -> str:
         return f"(~{self._print(e.args[0])})"
+
+
+# The parent class prints math-module calls (math.sin ...) that cannot run in a kernel: every
+# such rule this class does not define itself raises instead.
+for _name in _MATH_FUNCTIONS:
+    if f"_print_{_name}" not in TritonPrinter.__dict__:
+        setattr(TritonPrinter, f"_print_{_name}", TritonPrinter._print_not_supported)
 
 
 def _float(v: float) -> str:
