@@ -30,14 +30,14 @@ import numpy as np
 import sympy as sp
 
 from graphc.ir import FLOAT_DTYPES, Node
-from graphc.ops import LAYOUT, MATMUL, OPS, POINTWISE, REDUCE, SOURCE, formula
+from graphc.ops import LAYOUT, MATMUL, OPS, POINTWISE, SOURCE, formula
 from graphc.plan import Plan
 from graphc.symbolic import arg_symbols
 
 from .printer import HELPERS, GraphcNumPyPrinter
 
 # Names the generated module defines itself; node variables must not shadow them.
-RESERVED = frozenset({"numpy", "np", "program", "_sigmoid", "_softplus"})
+RESERVED = frozenset({"numpy", "program"})  # helpers start with "_", which node names never do
 
 
 class FastPrinter(GraphcNumPyPrinter):
@@ -81,25 +81,70 @@ def _number(v: np.generic) -> sp.Expr:
     return sp.Float(float(repr(float(v)) if v.dtype == np.float64 else str(v)))
 
 
-def _emit_reduce(fn: str) -> Callable[[Node, list[str]], str]:
-    def emit(node: Node, a: list[str]) -> str:
-        return f"numpy.{fn}({a[0]}, axis={node.attrs['axis']}, keepdims={node.attrs['keepdims']})"
+Namespace = dict[str, Any]
+Emit = Callable[[Node, list[str], Namespace, Callable[[Node], Callable[..., np.ndarray]]], str]
+
+
+def _emit_reduce(ufunc: str) -> Emit:
+    # The ufunc's own reduce: numpy.sum/numpy.max add a Python wrapper that costs more than a small sum.
+    def emit(node: Node, a: list[str], ns: Namespace, interp: Any) -> str:
+        return f"numpy.{ufunc}.reduce({a[0]}, axis={node.attrs['axis']}, keepdims={node.attrs['keepdims']})"
     return emit
 
 
-def _emit_transpose(node: Node, a: list[str]) -> str:
+def _emit_transpose(node: Node, a: list[str], ns: Namespace, interp: Any) -> str:
     perm = tuple(node.attrs["perm"])
     return f"{a[0]}.T" if perm == tuple(reversed(range(len(perm)))) else f"{a[0]}.transpose({perm})"
 
 
-# Structural ops printed as one NumPy expression over their arguments' names.
-# Layout ops print as views; ops missing here call the interpreter's lowering.
-EXPRESSIONS: dict[str, Callable[[Node, list[str]], str]] = {
-    "sum": _emit_reduce("sum"),
-    "max": _emit_reduce("max"),
+def _emit_one_hot(node: Node, a: list[str], ns: Namespace, interp: Callable[[Node], Callable[..., Any]]) -> str:
+    """Rows of an identity matrix made once; a bad label falls back to the interpreter, which names the node."""
+    eye, fn = f"_eye_{node.id}", f"_one_hot_{node.id}"
+    ns[eye] = np.eye(node.attrs["num_classes"], dtype=node.dtype)
+    impl = interp(node)
+
+    def one_hot(labels: np.ndarray, rows: np.ndarray = ns[eye]) -> np.ndarray:
+        if labels.size and labels.min() >= 0:
+            try:
+                return rows.take(labels, axis=0, mode="raise")
+            except IndexError:
+                pass
+        return impl(node, labels)  # raises NumericError for an out-of-range label
+
+    ns[fn] = one_hot
+    return f"{fn}({a[0]})"
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    shifted = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - np.maximum.reduce(x, axis=axis, keepdims=True))
+    return e / np.add.reduce(e, axis=axis, keepdims=True)
+
+
+def _emit_helper(name: str, fn: Callable[[np.ndarray, int], np.ndarray]) -> Emit:
+    def emit(node: Node, a: list[str], ns: Namespace, interp: Any) -> str:
+        ns[name] = fn
+        return f"{name}({a[0]}, {node.attrs['axis']})"
+    return emit
+
+
+# Structural ops printed as one NumPy expression over their arguments' names (layout ops as
+# views); an emitter may add what it needs to the namespace. Ops missing here call the
+# interpreter's lowering.
+EXPRESSIONS: dict[str, Emit] = {
+    "sum": _emit_reduce("add"),
+    "max": _emit_reduce("maximum"),
     "transpose": _emit_transpose,
-    "reshape": lambda node, a: f"{a[0]}.reshape({node.attrs['shape']})",
-    "broadcast_to": lambda node, a: f"numpy.broadcast_to({a[0]}, {node.attrs['shape']})",
+    "reshape": lambda node, a, ns, interp: f"{a[0]}.reshape({node.attrs['shape']})",
+    "broadcast_to": lambda node, a, ns, interp: f"numpy.broadcast_to({a[0]}, {node.attrs['shape']})",
+    "one_hot": _emit_one_hot,
+    # The interpreter's formulas, with the ufuncs' own reduce (see _emit_reduce).
+    "softmax": _emit_helper("_softmax", _softmax),
+    "log_softmax": _emit_helper("_log_softmax", _log_softmax),
 }
 
 
@@ -115,6 +160,7 @@ class Codegen:
         self.consumers = {n: [c for c in self.g.consumers(n) if c in in_plan] for n in self.order}
         self.kept = set(plan.outputs) | set(plan.updates.values())
         self.names: dict[int, str] = {}
+        self.taken: set[str] = set()
         self.ns: dict[str, Any] = {"numpy": np, **HELPERS}
         self.consts: dict[int, np.ndarray] = {}  # folded values
         self.lines: list[str] = []
@@ -124,11 +170,16 @@ class Codegen:
 
     # -- naming ------------------------------------------------------------------------
     def name(self, nid: int) -> str:
+        """The node's label when it is a usable, unused identifier; else t<id>_ (underscored until unique)."""
         if nid not in self.names:
             label = self.g.node(nid).label
             ok = label.isidentifier() and not keyword.iskeyword(label) and not label.startswith("_") \
-                and label not in RESERVED and label not in self.names.values()
-            self.names[nid] = label if ok else f"t{nid}_"
+                and label not in RESERVED and label not in self.taken
+            name = label if ok else f"t{nid}_"
+            while name in self.taken:
+                name += "_"
+            self.names[nid] = name
+            self.taken.add(name)
         return self.names[nid]
 
     # -- classification ----------------------------------------------------------------
@@ -206,8 +257,8 @@ class Codegen:
         node = self.g.node(nid)
         names = [self.name(i) for i in node.inputs]
         if node.op in EXPRESSIONS:
-            code = EXPRESSIONS[node.op](node, names)
-            if self.kind(nid) == REDUCE:
+            code = EXPRESSIONS[node.op](node, names, self.ns, self.interp)
+            if self.kind(nid) != LAYOUT:
                 code = f"numpy.asarray({code}, numpy.{node.dtype})"
                 self.fresh.add(nid)
         else:
