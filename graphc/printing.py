@@ -14,7 +14,9 @@ from .symbolic import arg_symbols
 def _operand(graph: Graph, nid: int) -> str:
     node = graph.node(nid)
     if node.op == "const" and node.value is not None and node.value.ndim == 0:
-        return repr(node.value.item())  # scalar constants print inline, as jaxpr does
+        # Scalar constants print inline, as jaxpr does, in their own dtype's shortest form
+        # (a float32 1/12 is 0.083333336, not the float64 widening 0.0833333358168602).
+        return str(node.value[()])
     return node.label
 
 
