@@ -32,7 +32,7 @@ import sympy as sp
 from graphc.ir import FLOAT_DTYPES, Node
 from graphc.ops import LAYOUT, MATMUL, OPS, POINTWISE, SOURCE, formula
 from graphc.plan import Plan
-from graphc.symbolic import arg_symbols
+from graphc.symbolic import Relu, arg_symbols
 
 from .printer import HELPERS, GraphcNumPyPrinter
 
@@ -42,6 +42,9 @@ RESERVED = frozenset({"numpy", "program"})  # helpers start with "_", which node
 
 class FastPrinter(GraphcNumPyPrinter):
     """The reference printer, with two-way Piecewise as ``numpy.where`` (one pass, no list of choices)."""
+
+    def _print_Float(self, e: sp.Float) -> str:
+        return repr(float(e))  # the shortest literal that reads back as the same double
 
     def _print_Piecewise(self, e: sp.Piecewise) -> str:
         *pieces, (last, cond) = e.args
@@ -55,6 +58,21 @@ class FastPrinter(GraphcNumPyPrinter):
         for value, c in reversed(pieces):
             out = f"numpy.where({self._print(c)}, {self._print(value)}, {out})"
         return out
+
+
+def _split(e: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """An n-ary Add or Mul as (first term, the rest): the two operands of one binary ufunc."""
+    return e.args[0], e.func(*e.args[1:])
+
+
+# sympy head -> (ufunc name, its operands): how a region's outermost operation takes out=.
+ROOT_UFUNCS: dict[Any, Callable[[sp.Expr], tuple[str, tuple[sp.Expr, ...]]]] = {
+    sp.Add: lambda e: ("add", _split(e)),
+    sp.Mul: lambda e: ("multiply", _split(e)),
+    sp.exp: lambda e: ("exp", e.args),
+    sp.log: lambda e: ("log", e.args),
+    Relu: lambda e: ("maximum", (e.args[0], sp.Integer(0))),
+}
 
 
 @dataclass
@@ -228,15 +246,25 @@ class Codegen:
         printer = FastPrinter({"fully_qualified_modules": True, "allow_unknown_functions": False})
         for sym, sub in temps:
             self.lines.append(f"{sym} = {printer.doprint(sub)}")
-        code = printer.doprint(root)
         shape = self.leaf_shape(leaves, expr)
+        self.kernels += 1
+        leaf_dtypes = {self.g.node(n).dtype for n, sym in leaves.items() if sym in expr.free_symbols}
+        if (root.func in ROOT_UFUNCS and shape == node.shape and nid not in self.kept
+                and node.dtype in FLOAT_DTYPES and leaf_dtypes <= {*FLOAT_DTYPES, "bool"}):
+            # The outermost operation writes into a buffer allocated once (a float result, so out= casts nothing).
+            buf = f"_buf_{self.name(nid)}"
+            self.buffers[buf] = np.empty(node.shape, dtype=node.dtype)
+            ufunc, args = ROOT_UFUNCS[root.func](root)
+            printed = ", ".join(printer.doprint(a) for a in args)
+            self.lines.append(f"{self.name(nid)} = numpy.{ufunc}({printed}, out={buf})")
+            return
+        code = printer.doprint(root)
         if shape != node.shape:
             code = f"numpy.broadcast_to({code}, {node.shape})"
         elif expr not in leaves.values():
             self.fresh.add(nid)
         # asarray fixes the dtype (bool masks, int Piecewise branches) and is free when it already agrees.
         self.lines.append(f"{self.name(nid)} = numpy.asarray({code}, numpy.{node.dtype})")
-        self.kernels += 1
 
     # -- structural ops ----------------------------------------------------------------
     def emit_matmul(self, nid: int) -> None:
@@ -374,7 +402,7 @@ class FastExecutable:
 
     def report(self) -> str:
         return (f"  numpy fast path: one generated function, {self.num_kernels} NumPy kernels per call, "
-                f"{self.buffer_bytes:,} B of preallocated matmul buffers")
+                f"{self.buffer_bytes:,} B of buffers allocated once (matmul and pointwise out=)")
 
     def asarray(self, value: Any, node: Node) -> np.ndarray:
         if hasattr(value, "detach"):  # a torch tensor

@@ -75,7 +75,8 @@ def graphc_engine(w: Workload, params: Arrays, data: Arrays, device: str, **opti
 
     step, first, loss = _timed_first(build)
     assert prog is not None
-    peak = (lambda: tracemalloc_peak(step)) if device == "cpu" else _cuda_peak(step)
+    held = getattr(prog.executable, "buffer_bytes", 0)  # buffers allocated once count toward every step's peak
+    peak = (lambda: tracemalloc_peak(step) + held) if device == "cpu" else _cuda_peak(step)
     return Prepared(step, first, loss, prog.num_kernels, f"{backend} kernels", peak)
 
 
