@@ -60,6 +60,18 @@ class FastPrinter(GraphcNumPyPrinter):
         return out
 
 
+def _repeats(expr: sp.Expr) -> bool:
+    """Whether a compound subterm occurs twice (what cse could share)."""
+    seen: set[sp.Basic] = set()
+    for sub in sp.preorder_traversal(expr):
+        if not sub.args:
+            continue
+        if sub in seen:
+            return True
+        seen.add(sub)
+    return False
+
+
 def _split(e: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     """An n-ary Add or Mul as (first term, the rest): the two operands of one binary ufunc."""
     return e.args[0], e.func(*e.args[1:])
@@ -242,7 +254,9 @@ class Codegen:
         node = self.g.node(nid)
         leaves: dict[int, sp.Symbol] = {}
         expr = self.region_expr(nid, leaves)
-        temps, (root,) = sp.cse([expr], symbols=sp.numbered_symbols(f"_{self.name(nid)}_"), optimizations=None)
+        # cse costs more than the printing; run it only when some subterm occurs twice.
+        temps, root = (sp.cse(expr, symbols=sp.numbered_symbols(f"_{self.name(nid)}_"), optimizations=None,
+                              list=False) if _repeats(expr) else ([], expr))
         printer = FastPrinter({"fully_qualified_modules": True, "allow_unknown_functions": False})
         for sym, sub in temps:
             self.lines.append(f"{sym} = {printer.doprint(sub)}")
