@@ -13,8 +13,9 @@ code instead, so a call costs about what hand-written NumPy costs:
   printer turns it into one line of vectorised code;
 - broadcasts read by pointwise code become NumPy broadcasting (no copy), and
   transposes, reshapes and broadcasts read by other ops become views;
-- every matmul that is neither an output nor an update writes into a buffer
-  allocated once, at lowering time, with ``numpy.matmul(..., out=)``.
+- every matmul, and every region whose outermost operation is a ufunc, writes
+  into a buffer allocated once, at lowering time, with ``out=`` (outputs and
+  new param values excepted: they leave the program, so they are new arrays).
 
 The generated text is ``Program.source``. The oracle stays the interpreter:
 ``dtype="float64"``, ``check_finite=True`` or ``fast=False`` select it.
@@ -94,7 +95,6 @@ class Emitted:
     source: str
     namespace: dict[str, Any]
     args: list[int]  # node ids of the function's parameters (inputs, then params), in order
-    outputs: list[int]
     updates: list[tuple[int, int]]  # (param id, new value id)
     num_kernels: int
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
@@ -359,12 +359,12 @@ class Codegen:
         source = (f"def program({params}):\n{body}\n"
                   f"    return ({', '.join(ret[:k])},), ({''.join(r + ', ' for r in ret[k:])})\n")
         self.ns.update(self.buffers)
-        return Emitted(source, self.ns, args, list(self.plan.outputs), list(self.plan.updates.items()),
-                       self.kernels, self.buffers)
+        return Emitted(source, self.ns, args, list(self.plan.updates.items()), self.kernels, self.buffers)
 
 
 def signature(plan: Plan) -> tuple[Any, ...]:
-    """Everything the generated code depends on: structure, types, attrs, names, const values.
+    """Everything the generated code depends on: structure, types, attrs, names, const values,
+    and the user's source lines (errors raised from the generated code quote them).
 
     Param values are not part of it (they are arguments), so compiling the same model
     again, from a new graph with new weights, hits the cache.
@@ -374,7 +374,7 @@ def signature(plan: Plan) -> tuple[Any, ...]:
     for nid in plan.order:
         n = g.node(nid)
         value = n.value.tobytes() if n.op == "const" and n.value is not None else None
-        rows.append((nid, n.op, n.inputs, n.shape, n.dtype, repr(sorted(n.attrs.items())), n.name, value))
+        rows.append((nid, n.op, n.inputs, n.shape, n.dtype, repr(sorted(n.attrs.items())), n.name, n.source, value))
     return (tuple(rows), tuple(plan.outputs), tuple(plan.updates.items()), tuple(plan.inputs), tuple(plan.params))
 
 
@@ -395,8 +395,7 @@ def generate(plan: Plan, interp: Callable[[Node], Callable[..., np.ndarray]]) ->
         _CACHE[key] = Codegen(plan, interp).emit()
     hit = _CACHE[key]
     buffers = {k: np.empty_like(b) for k, b in hit.buffers.items()}
-    return Emitted(hit.source, {**hit.namespace, **buffers}, hit.args, hit.outputs, hit.updates, hit.num_kernels,
-                   buffers)
+    return Emitted(hit.source, {**hit.namespace, **buffers}, hit.args, hit.updates, hit.num_kernels, buffers)
 
 
 class FastExecutable:
