@@ -104,8 +104,8 @@ def test_one_hot_out_of_range_names_the_node() -> None:
 def test_codegen_cache_hits_on_a_new_graph_of_the_same_model_with_fresh_buffers() -> None:
     clear_cache()
     w = WORKLOADS["W2"]
-    a = gc.compile(graphc_loss(w, initial_params(w, seed=1)), optimizer=gc.optim.SGD(lr=w.lr))
-    b = gc.compile(graphc_loss(w, initial_params(w, seed=2)), optimizer=gc.optim.SGD(lr=w.lr))
+    # Built on one line: error messages quote the user's source line, so it is part of the key.
+    a, b = (gc.compile(graphc_loss(w, initial_params(w, seed=s)), optimizer=gc.optim.SGD(lr=w.lr)) for s in (1, 2))
     assert signature(a.plan) == signature(b.plan) and a.source == b.source
     assert a.executable._fn.__globals__["_buf_t8"] is not b.executable._fn.__globals__["_buf_t8"]
     data = batch(w)
