@@ -171,12 +171,18 @@ class TritonExecutable:
         else:
             bufs = self._bind(feeds, params)
             self._execute(bufs)
-        g = self.plan.graph
-        outputs = [bufs[o].clone() if OPS[g.node(o).op].kind == SOURCE or self._cuda_graph else bufs[o]
-                   for o in self.plan.outputs]
-        updated = {p: bufs[u].clone() if self._cuda_graph or OPS[g.node(u).op].kind == SOURCE else bufs[u]
-                   for p, u in self.plan.updates.items()}
+        outputs = [self._result(o, bufs) for o in self.plan.outputs]
+        updated = {p: self._result(u, bufs) for p, u in self.plan.updates.items()}
         return outputs, updated
+
+    def _result(self, nid: int, bufs: dict[int, torch.Tensor]) -> torch.Tensor:
+        """A result the caller owns: kernel outputs as they are, sources (an input, a constant) copied."""
+        node = self.plan.graph.node(nid)
+        if OPS[node.op].kind != SOURCE:
+            return bufs[nid].clone() if self._cuda_graph else bufs[nid]
+        if nid not in bufs:  # a scalar constant, inlined in the kernels
+            return self.asarray(node.value, node)
+        return bufs[nid].clone()
 
     def _replay(self, feeds: dict[int, Any], params: dict[int, Any]) -> dict[int, torch.Tensor]:
         """CUDA-graph mode: copy into static buffers, replay the captured step."""
