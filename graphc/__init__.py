@@ -12,7 +12,7 @@ from .dsl import (
     relu, reshape, sigmoid, softmax, softplus, sqrt, sub, sum, sum_to, tanh, transpose,
 )
 from .errors import (
-    CycleError, DTypeError, FeedError, GradError, GraphError, GraphStateError, NumericError, ShapeError,
+    ArgumentError, CycleError, DTypeError, FeedError, GradError, GraphError, GraphStateError, NumericError, ShapeError,
     UnknownOpError,
 )
 from .ir import Graph, Node, Tensor
@@ -22,7 +22,7 @@ from .verify import verify
 
 __all__ = [
     "Graph", "Node", "Tensor", "OPS", "Program", "compile", "grad", "data", "nn", "optim", "train", "verify",
-    "GraphError", "ShapeError", "DTypeError", "FeedError", "CycleError", "UnknownOpError", "GradError",
+    "GraphError", "ArgumentError", "ShapeError", "DTypeError", "FeedError", "CycleError", "UnknownOpError", "GradError",
     "GraphStateError", "NumericError",
     "input", "param", "const", "apply", "fn",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh",

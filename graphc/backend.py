@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from .errors import GraphError
+from .errors import ArgumentError
 
 if TYPE_CHECKING:
     from .ir import Node
@@ -48,8 +48,9 @@ def get_backend(name: str) -> Lowering:
         try:
             importlib.import_module(_BUILTIN[name])
         except ImportError as e:
-            raise GraphError(f"backend {name!r} cannot be loaded: {e}",
-                             hint="install its extras, e.g. pip install -e '.[triton]'") from e
+            raise ArgumentError(f"backend {name!r} cannot be loaded: {e}",
+                                hint="install its extras, e.g. pip install -e '.[triton]'") from e
     if name not in _BACKENDS:
-        raise GraphError(f"unknown backend {name!r}", hint=f"use one of {', '.join(sorted(set(_BUILTIN) | set(_BACKENDS)))}")
+        raise ArgumentError(f"unknown backend {name!r}",
+                            hint=f"use one of {', '.join(sorted(set(_BUILTIN) | set(_BACKENDS)))}")
     return _BACKENDS[name]

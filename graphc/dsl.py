@@ -14,7 +14,7 @@ import numpy as np
 import sympy as sp
 
 from . import ops as _ops
-from .errors import DTypeError, GraphError, GraphStateError, ShapeError, UnknownOpError
+from .errors import ArgumentError, DTypeError, GraphError, GraphStateError, ShapeError, UnknownOpError
 from .ir import DTYPES, FLOAT_DTYPES, Graph, Shape, Tensor, user_source_line
 from .symbolic import arg_symbols
 
@@ -70,7 +70,7 @@ def apply(op: str, *args: Operand, **attrs: Any) -> Tensor:
     opdef = _ops.OPS[op]
     graph = _graph_of(args)
     if opdef.arity is not None and len(args) != opdef.arity:
-        raise GraphError(f"{op} takes {opdef.arity} inputs, got {len(args)}", where=user_source_line())
+        raise ArgumentError(f"{op} takes {opdef.arity} inputs, got {len(args)}", where=user_source_line())
     weak = _weak_dtype(args)
     # Check before adding anything: build the operand list without touching the graph.
     shapes = [a.shape if isinstance(a, Tensor) else np.shape(a) for a in args]
@@ -90,12 +90,12 @@ def apply(op: str, *args: Operand, **attrs: Any) -> Tensor:
 
 def _check_new_name(graph: Graph, name: str) -> None:
     if not isinstance(name, str) or not name.isidentifier():
-        raise GraphError(f"name {name!r} is not a valid identifier", where=user_source_line(),
-                         hint="use a Python identifier such as 'x' or 'w1'; feeds are passed by keyword")
+        raise ArgumentError(f"name {name!r} is not a valid identifier", where=user_source_line(),
+                            hint="use a Python identifier such as 'x' or 'w1'; feeds are passed by keyword")
     taken = graph.by_name()
     if name in taken:
-        raise GraphError(f"name {name!r} is already used", node=taken[name],
-                         hint="give every input and param a distinct name")
+        raise ArgumentError(f"name {name!r} is already used", node=taken[name],
+                            hint="give every input and param a distinct name")
 
 
 def _check_dtype(dtype: str) -> str:
@@ -144,8 +144,8 @@ def param(name: str, shape: Sequence[int], value: np.ndarray | None = None,
     shape, dtype = _check_shape(shape), _check_dtype(dtype)
     if value is None:
         if isinstance(init, str) and init not in INITS:
-            raise GraphError(f"unknown init {init!r} for param {name!r}", where=user_source_line(),
-                             hint=f"use one of {', '.join(INITS)} or a function (rng, shape) -> array")
+            raise ArgumentError(f"unknown init {init!r} for param {name!r}", where=user_source_line(),
+                                hint=f"use one of {', '.join(INITS)} or a function (rng, shape) -> array")
         rng = np.random.default_rng(zlib.crc32(name.encode()) if seed is None else seed)
         value = (INITS[init] if isinstance(init, str) else init)(rng, shape)
     value = np.array(value, dtype=dtype)  # a private copy
@@ -235,7 +235,7 @@ def minimum(a: Operand, b: Operand) -> Tensor:
 def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
     """Clip to [min, max]; either bound may be None (torch.clamp)."""
     if min is None and max is None:
-        raise GraphError("clamp needs min, max or both", where=user_source_line(), hint="e.g. clamp(x, min=0)")
+        raise ArgumentError("clamp needs min, max or both", where=user_source_line(), hint="e.g. clamp(x, min=0)")
     return apply("clamp", a, min=None if min is None else float(min), max=None if max is None else float(max))
 
 
@@ -257,8 +257,8 @@ def fn(expr: sp.Expr, *inputs: Operand) -> Tensor:
     by_name = {str(s): s for s in syms}
     extra = {str(s) for s in expr.free_symbols} - set(by_name)
     if extra:
-        raise GraphError(f"fn expression {expr} uses unknown symbols {sorted(extra)}", where=user_source_line(),
-                         hint=f"use gc.symbolic.arg_symbols({len(inputs)}) (real a0..a{len(inputs) - 1})")
+        raise ArgumentError(f"fn expression {expr} uses unknown symbols {sorted(extra)}", where=user_source_line(),
+                            hint=f"use gc.symbolic.arg_symbols({len(inputs)}) (real a0..a{len(inputs) - 1})")
     expr = expr.xreplace({s: by_name[str(s)] for s in expr.free_symbols})
     folded = {s: _scalar_value(a) for s, a in zip(syms, inputs)}
     expr = expr.xreplace({s: _number(v) for s, v in folded.items() if v is not None and s in expr.free_symbols})
@@ -342,14 +342,20 @@ def sum_to(a: Tensor, shape: Shape) -> Tensor:
     return reshape(sum(a, axis=axes, keepdims=True), shape) if axes else reshape(a, shape)
 
 
+def _row_axis(op: str, a: Tensor, axis: int) -> int:
+    try:
+        (ax,) = _ops.normalize_axes(axis, a.ndim)
+    except GraphError as e:
+        raise e.located(f"{op}({a.name}, axis={axis}) at {user_source_line()}") from None
+    return ax
+
+
 def softmax(a: Tensor, axis: int = -1) -> Tensor:
-    (ax,) = _ops.normalize_axes(axis, a.ndim)
-    return apply("softmax", a, axis=ax)
+    return apply("softmax", a, axis=_row_axis("softmax", a, axis))
 
 
 def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
-    (ax,) = _ops.normalize_axes(axis, a.ndim)
-    return apply("log_softmax", a, axis=ax)
+    return apply("log_softmax", a, axis=_row_axis("log_softmax", a, axis))
 
 
 def one_hot(labels: Tensor, num_classes: int, dtype: str = "float32") -> Tensor:
@@ -367,7 +373,7 @@ def _reduce_loss(per_element: Tensor, reduction: str) -> Tensor:
         return mean(per_element)
     if reduction == "sum":
         return sum(per_element)
-    raise GraphError(f"unknown reduction {reduction!r}", where=user_source_line(), hint="use 'mean' or 'sum'")
+    raise ArgumentError(f"unknown reduction {reduction!r}", where=user_source_line(), hint="use 'mean' or 'sum'")
 
 
 def mse_loss(pred: Tensor, target: Operand, reduction: str = "mean") -> Tensor:

@@ -13,6 +13,10 @@ class GraphError(Exception):
 
     def __init__(self, message: str, node: "Node | None" = None, hint: str | None = None,
                  where: str | None = None):
+        if where is None:  # the user's line that made the failing call (the first frame outside graphc)
+            from .ir import user_source_line
+
+            where = user_source_line()
         self.node = node
         self.hint = hint
         self.message = message
@@ -41,6 +45,10 @@ class DTypeError(GraphError, TypeError):
 
 class FeedError(GraphError, ValueError):
     """A feed passed to a compiled Program is missing, unknown or ill-shaped."""
+
+
+class ArgumentError(GraphError, ValueError):
+    """An argument no op can take: a name already used, an unknown reduction, init or backend."""
 
 
 class CycleError(GraphError):

@@ -26,14 +26,16 @@ DTYPE_ABBREV = {"float32": "f32", "float64": "f64", "int64": "i64", "bool": "boo
 FLOAT_DTYPES = ("float32", "float64")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# Frames in graphc and in the backends are never the user's.
+_LIBRARY_DIRS = (_PACKAGE_DIR + os.sep, os.path.join(os.path.dirname(_PACKAGE_DIR), "backends") + os.sep)
 
 
 def user_source_line() -> str:
-    """The first stack frame outside graphc, as 'file:line' (where the user wrote the op)."""
+    """The first stack frame outside graphc and the backends, as 'file:line' (where the user wrote the call)."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIR):
+        if not filename.startswith(_LIBRARY_DIRS):
             return f"{os.path.relpath(filename) if not filename.startswith('<') else filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"

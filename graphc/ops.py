@@ -220,9 +220,11 @@ def _clamp(x: sp.Expr, lo: float | None, hi: float | None) -> sp.Expr:
     return sp.Piecewise(*pieces, (x, True))
 
 
-def _pick(a: sp.Expr, b: sp.Expr, a_wins: sp.Basic) -> sp.Expr:
-    # Ties take the mean, so each side gets half the gradient (torch.maximum does too).
-    return sp.Piecewise((a, a_wins), (b, sp.Ne(a, b)), ((a + b) / 2, True))
+def _pick(a: sp.Expr, b: sp.Expr, a_wins: sp.Basic, b_wins: sp.Basic) -> sp.Expr:
+    # Ties take the mean, so each side gets half the gradient (torch.maximum does too). A NaN
+    # on either side wins no comparison and lands in the mean, so NaN propagates from both
+    # sides as in torch.maximum (with `Ne(a, b)` as the second test, maximum(nan, 1) was 1).
+    return sp.Piecewise((a, a_wins), (b, b_wins), ((a + b) / 2, True))
 
 
 pointwise("add", 2, lambda a, _: a[0] + a[1], "a + b")
@@ -241,8 +243,10 @@ pointwise("relu", 1, lambda a, _: Relu(a[0]), "max(a, 0) (gradient 0 at 0)")
 pointwise("sigmoid", 1, lambda a, _: Sigmoid(a[0]), "1 / (1 + e ** -a)", dtype=float_result)
 pointwise("tanh", 1, lambda a, _: sp.tanh(a[0]), "hyperbolic tangent", dtype=float_result)
 pointwise("softplus", 1, lambda a, _: Softplus(a[0]), "log(1 + e ** a), stable for large |a|", dtype=float_result)
-pointwise("maximum", 2, lambda a, _: _pick(a[0], a[1], a[0] > a[1]), "elementwise max (ties split the gradient)")
-pointwise("minimum", 2, lambda a, _: _pick(a[0], a[1], a[0] < a[1]), "elementwise min (ties split the gradient)")
+pointwise("maximum", 2, lambda a, _: _pick(a[0], a[1], a[0] > a[1], a[1] > a[0]),
+          "elementwise max (ties split the gradient)")
+pointwise("minimum", 2, lambda a, _: _pick(a[0], a[1], a[0] < a[1], a[1] < a[0]),
+          "elementwise min (ties split the gradient)")
 pointwise("clamp", 1, lambda a, at: _clamp(a[0], at["min"], at["max"]), "clip a to [min, max]",
           attrs=("min", "max"))
 register(OpDef("fn", POINTWISE, None, shape=broadcast_shapes, dtype=promote, formula=lambda a, at: at["expr"],

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from .autodiff import grad
-from .errors import GraphError
+from .errors import ArgumentError, GradError, GraphStateError
 from .ir import FLOAT_DTYPES, Graph, Node, Tensor
 from .rewrite import stabilize
 from .verify import verify
@@ -36,15 +36,15 @@ class Plan:
 def build_plan(outputs: Sequence[Tensor], optimizer: Optimizer | None = None) -> Plan:
     """Copy the graph, stabilise it, add gradient and update nodes for a training step, verify."""
     if not outputs:
-        raise GraphError("compile() needs at least one output Tensor")
+        raise ArgumentError("compile() needs at least one output Tensor")
     for t in outputs:
         if not isinstance(t, Tensor):
-            raise GraphError(f"compile() takes Tensors, got {type(t).__name__}",
-                             hint="pass the Tensors your model computed, e.g. the loss")
+            raise ArgumentError(f"compile() takes Tensors, got {type(t).__name__}",
+                                hint="pass the Tensors your model computed, e.g. the loss")
     graphs = {id(t.graph) for t in outputs}
     if len(graphs) > 1:
-        raise GraphError("compile() outputs come from different graphs", node=outputs[1].node,
-                         hint="compile tensors of one graph at a time")
+        raise GraphStateError("compile() outputs come from different graphs", node=outputs[1].node,
+                              hint="compile tensors of one graph at a time")
     graph = outputs[0].graph.copy()
     out_ids = [t.id for t in outputs]
     stabilize(graph, graph.ancestors(out_ids))
@@ -55,8 +55,8 @@ def build_plan(outputs: Sequence[Tensor], optimizer: Optimizer | None = None) ->
         params = [Tensor(graph, n) for n in sorted(graph.ancestors([loss.id]))
                   if graph.node(n).op == "param" and graph.node(n).dtype in FLOAT_DTYPES]
         if not params:
-            raise GraphError("the loss depends on no float param, so there is nothing to train", node=loss.node,
-                             hint="declare trainable values with gc.param")
+            raise GradError("the loss depends on no float param, so there is nothing to train", node=loss.node,
+                            hint="declare trainable values with gc.param")
         grads = grad(loss, params)
         first_update = graph._next
         updates = {pid: t.id for pid, t in optimizer.build(graph, params, list(grads)).items()}
