@@ -93,6 +93,16 @@ class Rem(sp.Function):
         return None
 
 
+class AsFloat(sp.Function):
+    """An integer value converted to a float of `bits` bits (an int64 input of exp, a one-hot ...)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x: sp.Expr, bits: sp.Expr) -> sp.Expr | None:
+        return sp.Float(float(x)) if x.is_Number else None
+
+
 def index_symbol(name: str) -> sp.Symbol:
     """A kernel's iteration variable (xindex, rindex, tile rows ...): a non-negative integer."""
     return sp.Symbol(name, integer=True, nonnegative=True)
@@ -250,8 +260,19 @@ class Inliner:
         return self._memo[key]
 
 
+def _float_bits(dtype: str) -> int | None:
+    return {"float32": 32, "float64": 64}.get(dtype)
+
+
 def _inline_pointwise(inl: Inliner, node: Node, index: Index) -> sp.Expr:
-    args = [inl.value(i, broadcast_index(index, inl.graph.node(i).shape)) for i in node.inputs]
+    args = []
+    bits = _float_bits(node.dtype)
+    for i in node.inputs:
+        src = inl.graph.node(i)
+        v = inl.value(i, broadcast_index(index, src.shape))
+        if bits is not None and _float_bits(src.dtype) is None:  # integer operand of a float op
+            v = AsFloat(v, bits)
+        args.append(v)
     return formula(node).xreplace(dict(zip(arg_symbols(len(args)), args)))
 
 
@@ -263,7 +284,8 @@ def _inline_layout(inl: Inliner, node: Node, index: Index) -> sp.Expr:
 def _inline_one_hot(inl: Inliner, node: Node, index: Index) -> sp.Expr:
     labels = inl.graph.node(node.inputs[0])
     label = inl.value(labels.id, Index(labels.shape, index.dims[:-1]))
-    return sp.Piecewise((sp.Integer(1), sp.Eq(label, index.dims[-1])), (sp.Integer(0), True))
+    one, zero = (sp.Float(1.0), sp.Float(0.0)) if _float_bits(node.dtype) else (sp.Integer(1), sp.Integer(0))
+    return sp.Piecewise((one, sp.Eq(label, index.dims[-1])), (zero, True))
 
 
 INLINE_RULES: dict[str, Callable[[Inliner, Node, Index], sp.Expr]] = {
@@ -638,7 +660,7 @@ def kernel_nodes(schedule: Schedule, k: Kernel) -> list[Node]:
 
 
 __all__ = [
-    "FloorDiv", "Group", "INLINE_COST_LIMIT", "Index", "Inliner", "Kernel", "LAYOUT_INDEX", "NotFusable", "Rem",
+    "AsFloat", "FloorDiv", "Group", "INLINE_COST_LIMIT", "Index", "Inliner", "Kernel", "LAYOUT_INDEX", "NotFusable", "Rem",
     "Schedule", "broadcast_index", "index_symbol", "kernel_nodes", "numel", "reduction_index", "schedule",
     "strides", "unfused_schedule",
 ]

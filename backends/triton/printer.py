@@ -163,6 +163,10 @@ class TritonPrinter(PythonCodePrinter):
         a, b = e.args
         return f"({self._print(a)} // {self._print(b)})"
 
+    def _print_AsFloat(self, e: sp.Expr) -> str:
+        x, bits = e.args
+        return f"({self._print(x)}).to(tl.float{int(bits)})"
+
     def _print_Rem(self, e: sp.Expr) -> str:
         a, b = e.args
         return f"({self._print(a)} % {self._print(b)})"
