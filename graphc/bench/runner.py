@@ -1,8 +1,8 @@
 """Run the workloads on every engine, interleaved, check that the losses agree, and report.
 
-Each engine is warmed up, then the engines take turns (the order rotates each
-round) running a few timed steps, so a noisy neighbour on a shared machine
-slows every engine alike. Steady-state time is the median of the per-step times.
+Each engine is warmed up, then the engines take turns, one timed step each (the
+order rotates every round), so a noisy neighbour on a shared machine slows every
+engine alike. Steady-state time is the median of the per-step times.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def check_agreement(key: str, losses: dict[str, list[float]], reference: str, rt
 
 
 def run_workload(w: Workload, engines: dict[str, Factory], device: str = "cpu", quick: bool = False,
-                 rounds: int = 4, warmup: int = 2, log: Callable[[str], None] = lambda s: None
+                 rounds: int | None = None, warmup: int = 2, log: Callable[[str], None] = lambda s: None
                  ) -> dict[str, EngineResult]:
     params, data = initial_params(w), batch(w)
     results: dict[str, EngineResult] = {}
@@ -94,6 +94,7 @@ def run_workload(w: Workload, engines: dict[str, Factory], device: str = "cpu", 
     for name, p in ready.items():
         losses[name] += [p.step() for _ in range(warmup)]
     steps = w.quick_steps if quick else w.steps
+    rounds = steps if rounds is None else rounds
     per_round = max(1, -(-steps // rounds))
     names = list(ready)
     for r in range(rounds):
@@ -193,7 +194,7 @@ def run(workloads: Sequence[str] = tuple(WORKLOADS), quick: bool = False, device
                            "machine": machine_info(), "workloads": {}}
     for key in workloads:
         w = WORKLOADS[key]
-        res = run_workload(w, table, device, quick, rounds=2 if quick else 4, warmup=1 if quick else 2, log=log)
+        res = run_workload(w, table, device, quick, warmup=1 if quick else 2, log=log)
         ran = [n for n, r in res.items() if r.status == "ok"]
         out["workloads"][key] = {"title": w.title, "steps": len(res[ran[0]].losses) if ran else 0,
                                  "reference": reference(ran), "engines": {n: r.__dict__ for n, r in res.items()}}
