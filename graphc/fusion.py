@@ -14,7 +14,8 @@ Kernels then merge:
 - a reduction over the K axis of a matmul operand rides along the matmul
   (the bias gradient next to the weight gradient);
 - reductions along a softmax row ride along the row-wise kernel (cross-entropy);
-- reductions over the same domain share one kernel (horizontal fusion);
+- reductions over the same domain share one kernel, and so do independent
+  pointwise results of the same size (horizontal fusion);
 - a materialized pointwise node that reads a kernel's result at the same
   position becomes that kernel's epilogue (bias+activation, loss scaling, the
   SGD update of the weight a matmul's gradient produces).
@@ -558,6 +559,22 @@ class _Fuser:
                     return False
         return True
 
+    def horizontal_pointwise(self) -> None:
+        """Independent pointwise kernels over the same number of elements become one (a forward
+        value and its gradient: their formulas then share work through cse)."""
+        changed = True
+        while changed:
+            changed = False
+            pw = sorted((k for k in self.kernels.values() if k.kind == "pointwise"), key=lambda k: k.index)
+            for i, a in enumerate(pw):
+                for b in pw[i + 1:]:
+                    if a.main.numel == b.main.numel and not self._depends(a, b) and self._mergeable(a.index, b.index):
+                        self._absorb(a, b, a.main)
+                        changed = True
+                        break
+                if changed:
+                    break
+
     def horizontal(self) -> None:
         """Reductions over the same domain (input shape and reduced axes) share one loop."""
         def signature(k: Kernel) -> tuple:
@@ -634,6 +651,7 @@ def schedule(plan: Plan, fuse: bool = True) -> Schedule:
         f.row_sums()
         f.horizontal()
         f.epilogues()
+        f.horizontal_pointwise()
     return f.schedule()
 
 
