@@ -162,3 +162,39 @@ def test_unfused_mode_gives_the_same_numbers() -> None:
     plain = gc.compile(loss, optimizer=gc.optim.SGD(lr=lr), backend="triton", fuse=False)
     assert plain.num_kernels > fused.num_kernels
     np.testing.assert_allclose(as_np(plain(**batch)), as_np(fused(**batch)), rtol=1e-6)
+
+
+def _pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+@pytest.mark.parametrize("interpret", [True, False])
+def test_block_sizes_follow_the_gpu_rules(interpret: bool) -> None:
+    """Power-of-two extents, tl.dot tiles of at least 16: for the interpreter's blocks and the GPU's."""
+    from backends.triton.codegen import AUTOTUNE_CONFIGS, Tuning, generate_module
+    from graphc.fusion import schedule
+    from graphc.memory import plan_memory
+    from graphc.plan import build_plan
+
+    for name, (build, lr, _) in MODELS.items():
+        plan = build_plan([build()], gc.optim.SGD(lr=lr))
+        sched = schedule(plan)
+        src = generate_module(sched, plan_memory(plan, sched), Tuning(interpret=interpret, autotune=not interpret), "")
+        ns: dict = {}
+        exec(src[src.index("LAUNCHES = ["):src.index("BUFFERS =")], ns)
+        for launch in ns["LAUNCHES"]:
+            assert all(_pow2(v) for v in launch["meta"].values()), launch
+            if launch["kernel"].startswith("matmul") and interpret:
+                assert min(launch["meta"].values()) >= 16
+        if not interpret:
+            assert src.count("@triton.autotune(") == sum(k.kind == "matmul" for k in sched)
+    assert all(_pow2(v) and v >= 16 for cfg in AUTOTUNE_CONFIGS for v in cfg[:3])
+
+
+def test_int64_offsets_only_when_a_tensor_may_exceed_2_31_elements() -> None:
+    with gc.Graph("huge"):
+        big = gc.exp(gc.input("x", (2**16, 2**15 + 1)))
+    with gc.Graph("small"):
+        small = gc.exp(gc.input("x", (3, 4)))
+    assert "tl.program_id(0).to(tl.int64)" in gc.compile(big, backend="triton").source
+    assert ".to(tl.int64)" not in gc.compile(small, backend="triton").source
