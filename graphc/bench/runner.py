@@ -1,8 +1,9 @@
 """Run the workloads on every engine, interleaved, check that the losses agree, and report.
 
-Each engine is warmed up, then the engines take turns, one timed step each (the
-order rotates every round), so a noisy neighbour on a shared machine slows every
-engine alike. Steady-state time is the median of the per-step times.
+Each engine is warmed up, then the engines take turns (eight rounds, the order
+rotating every round), each turn a few timed steps, so a noisy neighbour on a
+shared machine slows every engine alike while each turn still runs with warm
+caches. Steady-state time is the median of the per-step times.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def run_workload(w: Workload, engines: dict[str, Factory], device: str = "cpu", 
     for name, p in ready.items():
         losses[name] += [p.step() for _ in range(warmup)]
     steps = w.quick_steps if quick else w.steps
-    rounds = steps if rounds is None else rounds
+    rounds = min(steps, 8) if rounds is None else rounds
     per_round = max(1, -(-steps // rounds))
     names = list(ready)
     for r in range(rounds):

@@ -43,13 +43,13 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {w.key: w for w in (
     Workload("W1", "two-layer net 64x1000->100->10, ReLU, sum of squares, SGD 1e-6", (1000, 100, 10), 64, "sse",
-             1e-6, bias=False, init="normal", steps=60, quick_steps=4),
+             1e-6, bias=False, init="normal", steps=160, quick_steps=4),
     Workload("W2", "256->120->84->10 + biases, ReLU, cross-entropy, batch 64, SGD 0.01", (256, 120, 84, 10), 64,
-             "ce", 0.01, bias=True, init="linear", steps=120, quick_steps=4),
+             "ce", 0.01, bias=True, init="linear", steps=240, quick_steps=4),
     Workload("W3", "logistic regression 10,000x64, sigmoid + BCE, full batch, SGD 0.1", (64, 1), 10_000, "bce",
-             0.1, bias=True, init="linear", steps=80, quick_steps=4),
+             0.1, bias=True, init="linear", steps=240, quick_steps=4),
     Workload("W4", "784->1024->1024->10, batch 1024, ReLU, cross-entropy, SGD 0.01", (784, 1024, 1024, 10), 1024,
-             "ce", 0.01, bias=True, init="linear", steps=12, quick_steps=2),
+             "ce", 0.01, bias=True, init="linear", steps=16, quick_steps=2),
 )}
 
 
