@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import sympy as sp
 
 from graphc.errors import UnknownOpError
-from graphc.fusion import Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index
+from graphc.fusion import AsFloat, Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index
 from graphc.ir import Node
 from graphc.memory import MemoryPlan
 from graphc.ops import OPS
@@ -395,8 +395,11 @@ def _matmul(kc: KernelCode) -> tuple[str, Launch]:
         w.line("bk = rk[:, None]")
         phase = Phase(kc, masks)
         inl = kc.inliner(phase, {})
-        a_val = inl.value(a_node.id, Index(a_node.shape, (am, ak)))
-        b_val = inl.value(b_node.id, Index(b_node.shape, (bk, bn)))
+        bits = 64 if c.dtype == "float64" else 32
+        # tl.dot takes operands of one dtype: the product's (float32 @ float64 runs in float64)
+        a_val, b_val = (v if n.dtype == c.dtype else AsFloat(v, bits) for v, n in (
+            (inl.value(a_node.id, Index(a_node.shape, (am, ak))), a_node),
+            (inl.value(b_node.id, Index(b_node.shape, (bk, bn))), b_node)))
         pa, pb = phase.emit(w, [a_val, b_val])
         # masked lanes must be 0, whatever the prologue makes of the 0 a masked load returns
         w.line(f"a = tl.where((am < M) & (ak < K), {pa}, 0.0)")
