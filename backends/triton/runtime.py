@@ -97,7 +97,7 @@ class TritonExecutable:
         self._graph_bufs: dict[int, torch.Tensor] = {}
 
     # -- building ------------------------------------------------------------------------
-    def _build_steps(self) -> list[Step]:
+    def _build_steps(self) -> list[tuple[bool, Step]]:
         g = self.plan.graph
         checks = {}  # labels node -> the one_hot nodes that read it
         for nid in self.plan.order:
@@ -105,11 +105,11 @@ class TritonExecutable:
             if node.op == "one_hot":
                 checks.setdefault(node.inputs[0], []).append(node)
         written: set[int] = set()
-        steps: list[Step] = []
+        steps: list[tuple[bool, Step]] = []  # (is a kernel launch, step); the others check labels
         for launch in self.module.LAUNCHES:
             for labels in [p for p in launch["ptrs"] if p in checks and p not in written]:
-                steps.append(self._label_check(labels, checks.pop(labels)))
-            steps.append(self._launch(launch))
+                steps.append((False, self._label_check(labels, checks.pop(labels))))
+            steps.append((True, self._launch(launch)))
             written.update(launch["ptrs"])
         return steps
 
@@ -162,7 +162,7 @@ class TritonExecutable:
     def _execute(self, bufs: dict[int, torch.Tensor]) -> None:
         quiet = np.errstate(all="ignore") if self.interpret else contextlib.nullcontext()
         with quiet:  # masked lanes of the interpreter compute on zeros; IEEE results as on a GPU
-            for step in self._steps:
+            for _, step in self._steps:
                 step(bufs)
 
     def run(self, feeds: dict[int, Any], params: dict[int, Any]) -> tuple[list[Any], dict[int, Any]]:
@@ -206,13 +206,14 @@ class TritonExecutable:
         return self._graph_bufs
 
     def _launch_only(self, bufs: dict[int, torch.Tensor]) -> None:
-        for step in self._steps:
-            if getattr(step, "__name__", "") == "step":
+        for is_launch, step in self._steps:
+            if is_launch:
                 step(bufs)
 
     def _check_labels_eagerly(self, bufs: dict[int, torch.Tensor]) -> None:
-        for step in self._steps:
-            if getattr(step, "__name__", "") == "check":
+        """Label checks read values on the host, so they run before a replay, not inside the graph."""
+        for is_launch, step in self._steps:
+            if not is_launch:
                 step(bufs)
 
     def report(self) -> str:
