@@ -62,11 +62,11 @@ def _tanh(x):
 @triton.jit
 def _pow(x, y):
     # x ** y for a tensor exponent: exact signs for integer y, NaN for a negative base otherwise
+    # (nested where, not &: x may be a scalar and y a block)
     r = tl.exp(y * tl.log(tl.abs(x)))
     is_int = y == tl.floor(y)
-    odd = is_int & (y - 2.0 * tl.floor(y * 0.5) == 1.0)
-    r = tl.where((x < 0) & odd, -r, r)
-    r = tl.where((x < 0) & (~is_int), float("nan"), r)
+    odd = y - 2.0 * tl.floor(y * 0.5) == 1.0
+    r = tl.where(x < 0, tl.where(is_int, tl.where(odd, -r, r), float("nan")), r)
     return tl.where(y == 0, 1.0, r)
 '''
 
