@@ -198,3 +198,15 @@ def test_int64_offsets_only_when_a_tensor_may_exceed_2_31_elements() -> None:
         small = gc.exp(gc.input("x", (3, 4)))
     assert "tl.program_id(0).to(tl.int64)" in gc.compile(big, backend="triton").source
     assert ".to(tl.int64)" not in gc.compile(small, backend="triton").source
+
+
+def test_computed_labels_are_range_checked_after_they_are_computed() -> None:
+    with gc.Graph("labels"):
+        a = gc.input("a", (5,), dtype="int64")
+        b = gc.input("b", (5,), dtype="int64")
+        hot = gc.one_hot(a + b, 4)
+    prog = gc.compile(hot, backend="triton")
+    av, bv = np.array([0, 1, 2, 0, 1]), np.array([0, 1, 1, 3, 2])
+    np.testing.assert_array_equal(as_np(prog(a=av, b=bv)), np.eye(4)[av + bv])
+    with pytest.raises(gc.NumericError, match="label 4 is out of range for 4 classes"):
+        prog(a=av, b=bv + np.array([0, 0, 0, 1, 0]))

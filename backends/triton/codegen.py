@@ -90,12 +90,14 @@ class Launch:
 
     kernel: str
     ptrs: list[int]  # buffer node ids, in pointer-argument order
+    writes: list[int]  # the ones it stores (the last pointers)
     sizes: list[int]  # the integer arguments (xnumel, M, N, K ...)
     grid: list[Any]  # ints, or [size, "BLOCK_X"] pairs resolved against the autotuned meta
     meta: dict[str, int] = field(default_factory=dict)
 
     def literal(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "ptrs": self.ptrs, "sizes": self.sizes, "grid": self.grid, "meta": self.meta}
+        return {"kernel": self.kernel, "ptrs": self.ptrs, "writes": self.writes, "sizes": self.sizes,
+                "grid": self.grid, "meta": self.meta}
 
 
 class Phase:
@@ -214,7 +216,7 @@ class KernelCode:
         return w.text()
 
     def launch(self, sizes: list[int], grid: list[Any], meta: dict[str, int]) -> Launch:
-        return Launch(self.name, [*self.ins, *self.outs], sizes, grid, meta)
+        return Launch(self.name, [*self.ins, *self.outs], list(self.outs), sizes, grid, meta)
 
     # -- templates -------------------------------------------------------------------------
     def generate(self) -> tuple[str, Launch]:

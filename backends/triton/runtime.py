@@ -104,13 +104,12 @@ class TritonExecutable:
             node = g.node(nid)
             if node.op == "one_hot":
                 checks.setdefault(node.inputs[0], []).append(node)
-        written: set[int] = set()
         steps: list[tuple[bool, Step]] = []  # (is a kernel launch, step); the others check labels
         for launch in self.module.LAUNCHES:
-            for labels in [p for p in launch["ptrs"] if p in checks and p not in written]:
+            # labels are checked once, before the first kernel that reads them
+            for labels in [p for p in launch["ptrs"] if p in checks and p not in launch["writes"]]:
                 steps.append((False, self._label_check(labels, checks.pop(labels))))
             steps.append((True, self._launch(launch)))
-            written.update(launch["ptrs"])
         return steps
 
     def _label_check(self, labels: int, one_hots: list[Node]) -> Step:

@@ -52,11 +52,11 @@ def _tanh(x):
 @triton.jit
 def _pow(x, y):
     # x ** y for a tensor exponent: exact signs for integer y, NaN for a negative base otherwise
+    # (nested where, not &: x may be a scalar and y a block)
     r = tl.exp(y * tl.log(tl.abs(x)))
     is_int = y == tl.floor(y)
-    odd = is_int & (y - 2.0 * tl.floor(y * 0.5) == 1.0)
-    r = tl.where((x < 0) & odd, -r, r)
-    r = tl.where((x < 0) & (~is_int), float("nan"), r)
+    odd = y - 2.0 * tl.floor(y * 0.5) == 1.0
+    r = tl.where(x < 0, tl.where(is_int, tl.where(odd, -r, r), float("nan")), r)
     return tl.where(y == 0, 1.0, r)
 
 
@@ -170,9 +170,9 @@ def matmul_2(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, out_ptr0, out_ptr1, M,
 
 # What the launcher needs, as plain literals (read back without running fusion again).
 LAUNCHES = [
-    {'kernel': 'matmul_0', 'ptrs': [0, 2, 4], 'sizes': [100, 1, 3], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 16, 'BLOCK_K': 16}},
-    {'kernel': 'reduce_1', 'ptrs': [1, 4, 3, 18], 'sizes': [1, 100], 'grid': [1], 'meta': {'XBLOCK': 1, 'RBLOCK': 128}},
-    {'kernel': 'matmul_2', 'ptrs': [0, 4, 3, 1, 2, 40, 41], 'sizes': [3, 1, 100], 'grid': [1, 1], 'meta': {'BLOCK_M': 16, 'BLOCK_N': 16, 'BLOCK_K': 128}},
+    {'kernel': 'matmul_0', 'ptrs': [0, 2, 4], 'writes': [4], 'sizes': [100, 1, 3], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 16, 'BLOCK_K': 16}},
+    {'kernel': 'reduce_1', 'ptrs': [1, 4, 3, 18], 'writes': [18], 'sizes': [1, 100], 'grid': [1], 'meta': {'XBLOCK': 1, 'RBLOCK': 128}},
+    {'kernel': 'matmul_2', 'ptrs': [0, 4, 3, 1, 2, 40, 41], 'writes': [40, 41], 'sizes': [3, 1, 100], 'grid': [1, 1], 'meta': {'BLOCK_M': 16, 'BLOCK_N': 16, 'BLOCK_K': 128}},
 ]
 BUFFERS = {0: ((100, 3), 'float32'), 2: ((3, 1), 'float32'), 4: ((100, 1), 'float32'), 1: ((100, 1), 'float32'), 3: ((1,), 'float32'), 18: ((), 'float32'), 40: ((3, 1), 'float32'), 41: ((1,), 'float32')}
 ARENA = {'bytes': 448, 'offsets': {4: 0}}

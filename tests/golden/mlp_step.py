@@ -66,11 +66,11 @@ def _tanh(x):
 @triton.jit
 def _pow(x, y):
     # x ** y for a tensor exponent: exact signs for integer y, NaN for a negative base otherwise
+    # (nested where, not &: x may be a scalar and y a block)
     r = tl.exp(y * tl.log(tl.abs(x)))
     is_int = y == tl.floor(y)
-    odd = is_int & (y - 2.0 * tl.floor(y * 0.5) == 1.0)
-    r = tl.where((x < 0) & odd, -r, r)
-    r = tl.where((x < 0) & (~is_int), float("nan"), r)
+    odd = y - 2.0 * tl.floor(y * 0.5) == 1.0
+    r = tl.where(x < 0, tl.where(is_int, tl.where(odd, -r, r), float("nan")), r)
     return tl.where(y == 0, 1.0, r)
 
 
@@ -420,16 +420,16 @@ def matmul_9(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, out_ptr0, out_ptr1, M,
 
 # What the launcher needs, as plain literals (read back without running fusion again).
 LAUNCHES = [
-    {'kernel': 'matmul_0', 'ptrs': [0, 2, 4], 'sizes': [64, 120, 256], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 256}},
-    {'kernel': 'matmul_1', 'ptrs': [4, 3, 7, 9], 'sizes': [64, 84, 120], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 128}},
-    {'kernel': 'matmul_2', 'ptrs': [9, 8, 12, 14], 'sizes': [64, 10, 84], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 16, 'BLOCK_K': 128}},
-    {'kernel': 'rowwise_3', 'ptrs': [14, 13, 1, 17, 19, 33], 'sizes': [64, 10], 'grid': [1], 'meta': {'XBLOCK': 64, 'RBLOCK': 16}},
-    {'kernel': 'reduce_4', 'ptrs': [19, 23], 'sizes': [1, 64], 'grid': [1], 'meta': {'XBLOCK': 1, 'RBLOCK': 64}},
-    {'kernel': 'matmul_5', 'ptrs': [1, 17, 33, 12, 39], 'sizes': [64, 84, 10], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 16}},
-    {'kernel': 'matmul_6', 'ptrs': [9, 8, 1, 17, 33, 12, 13, 60, 61], 'sizes': [84, 10, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 16, 'BLOCK_K': 64}},
-    {'kernel': 'matmul_7', 'ptrs': [9, 8, 39, 7, 46], 'sizes': [64, 120, 84], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 128}},
-    {'kernel': 'matmul_8', 'ptrs': [4, 3, 9, 8, 39, 7, 58, 59], 'sizes': [120, 84, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 128, 'BLOCK_K': 64}},
-    {'kernel': 'matmul_9', 'ptrs': [0, 4, 3, 46, 2, 56, 57], 'sizes': [256, 120, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 256, 'BLOCK_N': 128, 'BLOCK_K': 64}},
+    {'kernel': 'matmul_0', 'ptrs': [0, 2, 4], 'writes': [4], 'sizes': [64, 120, 256], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 256}},
+    {'kernel': 'matmul_1', 'ptrs': [4, 3, 7, 9], 'writes': [9], 'sizes': [64, 84, 120], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 128}},
+    {'kernel': 'matmul_2', 'ptrs': [9, 8, 12, 14], 'writes': [14], 'sizes': [64, 10, 84], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 16, 'BLOCK_K': 128}},
+    {'kernel': 'rowwise_3', 'ptrs': [14, 13, 1, 17, 19, 33], 'writes': [17, 19, 33], 'sizes': [64, 10], 'grid': [1], 'meta': {'XBLOCK': 64, 'RBLOCK': 16}},
+    {'kernel': 'reduce_4', 'ptrs': [19, 23], 'writes': [23], 'sizes': [1, 64], 'grid': [1], 'meta': {'XBLOCK': 1, 'RBLOCK': 64}},
+    {'kernel': 'matmul_5', 'ptrs': [1, 17, 33, 12, 39], 'writes': [39], 'sizes': [64, 84, 10], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 16}},
+    {'kernel': 'matmul_6', 'ptrs': [9, 8, 1, 17, 33, 12, 13, 60, 61], 'writes': [60, 61], 'sizes': [84, 10, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 16, 'BLOCK_K': 64}},
+    {'kernel': 'matmul_7', 'ptrs': [9, 8, 39, 7, 46], 'writes': [46], 'sizes': [64, 120, 84], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 128}},
+    {'kernel': 'matmul_8', 'ptrs': [4, 3, 9, 8, 39, 7, 58, 59], 'writes': [58, 59], 'sizes': [120, 84, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 128, 'BLOCK_K': 64}},
+    {'kernel': 'matmul_9', 'ptrs': [0, 4, 3, 46, 2, 56, 57], 'writes': [56, 57], 'sizes': [256, 120, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 256, 'BLOCK_N': 128, 'BLOCK_K': 64}},
 ]
 BUFFERS = {0: ((64, 256), 'float32'), 2: ((256, 120), 'float32'), 4: ((64, 120), 'float32'), 3: ((120,), 'float32'), 7: ((120, 84), 'float32'), 9: ((64, 84), 'float32'), 8: ((84,), 'float32'), 12: ((84, 10), 'float32'), 14: ((64, 10), 'float32'), 13: ((10,), 'float32'), 1: ((64,), 'int64'), 17: ((64, 10), 'float32'), 19: ((64,), 'float32'), 33: ((64, 1), 'float32'), 23: ((), 'float32'), 39: ((64, 84), 'float32'), 60: ((84, 10), 'float32'), 61: ((10,), 'float32'), 46: ((64, 120), 'float32'), 58: ((120, 84), 'float32'), 59: ((84,), 'float32'), 56: ((256, 120), 'float32'), 57: ((120,), 'float32')}
 ARENA = {'bytes': 110080, 'offsets': {4: 0, 9: 30720, 14: 52224, 17: 54784, 19: 57344, 33: 57600, 39: 57856, 46: 79360}}

@@ -58,11 +58,11 @@ def _tanh(x):
 @triton.jit
 def _pow(x, y):
     # x ** y for a tensor exponent: exact signs for integer y, NaN for a negative base otherwise
+    # (nested where, not &: x may be a scalar and y a block)
     r = tl.exp(y * tl.log(tl.abs(x)))
     is_int = y == tl.floor(y)
-    odd = is_int & (y - 2.0 * tl.floor(y * 0.5) == 1.0)
-    r = tl.where((x < 0) & odd, -r, r)
-    r = tl.where((x < 0) & (~is_int), float("nan"), r)
+    odd = y - 2.0 * tl.floor(y * 0.5) == 1.0
+    r = tl.where(x < 0, tl.where(is_int, tl.where(odd, -r, r), float("nan")), r)
     return tl.where(y == 0, 1.0, r)
 
 
@@ -225,12 +225,12 @@ def matmul_5(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.
 
 # What the launcher needs, as plain literals (read back without running fusion again).
 LAUNCHES = [
-    {'kernel': 'matmul_0', 'ptrs': [0, 2, 4], 'sizes': [64, 100, 1000], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 1024}},
-    {'kernel': 'matmul_1', 'ptrs': [4, 3, 6], 'sizes': [64, 10, 100], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 16, 'BLOCK_K': 128}},
-    {'kernel': 'reduce_2', 'ptrs': [6, 1, 9], 'sizes': [1, 640], 'grid': [1], 'meta': {'XBLOCK': 1, 'RBLOCK': 1024}},
-    {'kernel': 'matmul_3', 'ptrs': [6, 1, 3, 15], 'sizes': [64, 100, 10], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 16}},
-    {'kernel': 'matmul_4', 'ptrs': [4, 6, 1, 3, 24], 'sizes': [100, 10, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 16, 'BLOCK_K': 64}},
-    {'kernel': 'matmul_5', 'ptrs': [0, 4, 15, 2, 23], 'sizes': [1000, 100, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 1024, 'BLOCK_N': 128, 'BLOCK_K': 64}},
+    {'kernel': 'matmul_0', 'ptrs': [0, 2, 4], 'writes': [4], 'sizes': [64, 100, 1000], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 1024}},
+    {'kernel': 'matmul_1', 'ptrs': [4, 3, 6], 'writes': [6], 'sizes': [64, 10, 100], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 16, 'BLOCK_K': 128}},
+    {'kernel': 'reduce_2', 'ptrs': [6, 1, 9], 'writes': [9], 'sizes': [1, 640], 'grid': [1], 'meta': {'XBLOCK': 1, 'RBLOCK': 1024}},
+    {'kernel': 'matmul_3', 'ptrs': [6, 1, 3, 15], 'writes': [15], 'sizes': [64, 100, 10], 'grid': [1, 1], 'meta': {'BLOCK_M': 64, 'BLOCK_N': 128, 'BLOCK_K': 16}},
+    {'kernel': 'matmul_4', 'ptrs': [4, 6, 1, 3, 24], 'writes': [24], 'sizes': [100, 10, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 128, 'BLOCK_N': 16, 'BLOCK_K': 64}},
+    {'kernel': 'matmul_5', 'ptrs': [0, 4, 15, 2, 23], 'writes': [23], 'sizes': [1000, 100, 64], 'grid': [1, 1], 'meta': {'BLOCK_M': 1024, 'BLOCK_N': 128, 'BLOCK_K': 64}},
 ]
 BUFFERS = {0: ((64, 1000), 'float32'), 2: ((1000, 100), 'float32'), 4: ((64, 100), 'float32'), 3: ((100, 10), 'float32'), 6: ((64, 10), 'float32'), 1: ((64, 10), 'float32'), 9: ((), 'float32'), 15: ((64, 100), 'float32'), 24: ((100, 10), 'float32'), 23: ((1000, 100), 'float32')}
 ARENA = {'bytes': 53760, 'offsets': {4: 0, 6: 25600, 15: 28160}}
