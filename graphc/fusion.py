@@ -542,21 +542,17 @@ class _Fuser:
                     self._absorb(host, k, host.sides[0] if host.sides else None)
 
     def _reads_only_at(self, nid: int, inside: set[int], allowed: set[int]) -> bool:
-        """nid reads nothing of `inside` but `allowed` nodes, and those at its input's own position."""
-        node = self.g.node(nid)
-        kind = OPS[node.op].kind
-        src_numel = numel(self.g.node(node.inputs[0]).shape) if kind in (REDUCE, ROWWISE) else numel(node.shape)
-        x = self.an.x
+        """Reduction nid reads no node of `inside` except the row-wise `allowed` roots, and those only at
+        the (row, column) position the row-wise kernel computes them at."""
+        src_numel = numel(self.g.node(self.g.node(nid).inputs[0]).shape)
+        r = index_symbol("r")
         for b, off, n in self.an.reads[nid]:
-            if b in inside:
-                if b not in allowed:
-                    return False
-                r = index_symbol("r")
-                root = self.g.node(b)
-                # the row-wise root is computed at (row x, column r) of its own shape
-                at = reduction_index(root.shape, (root.attrs["axis"],), x, r).offset()
-                if n != src_numel or sp.expand(off - at) != 0:
-                    return False
+            if b not in inside:
+                continue
+            root = self.g.node(b)
+            at = reduction_index(root.shape, (root.attrs["axis"],), self.an.x, r).offset() if b in allowed else None
+            if at is None or n != src_numel or sp.expand(off - at) != 0:
+                return False
         return True
 
     def horizontal_pointwise(self) -> None:
