@@ -11,6 +11,7 @@ import contextvars
 import itertools
 import os
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -26,16 +27,20 @@ DTYPE_ABBREV = {"float32": "f32", "float64": "f64", "int64": "i64", "bool": "boo
 FLOAT_DTYPES = ("float32", "float64")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# Frames in graphc and in the backends are never the user's.
-_LIBRARY_DIRS = (_PACKAGE_DIR + os.sep, os.path.join(os.path.dirname(_PACKAGE_DIR), "backends") + os.sep)
+# Frames in graphc, the backends, the libraries they call (sympy, numpy, triton ...) and the
+# standard library are never the user's; nor is code the backends generate ("<graphc ...>").
+_LIBRARY_DIRS = tuple(sorted({
+    _PACKAGE_DIR + os.sep, os.path.join(os.path.dirname(_PACKAGE_DIR), "backends") + os.sep,
+    *(os.path.abspath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib")),
+}))
 
 
 def user_source_line() -> str:
-    """The first stack frame outside graphc and the backends, as 'file:line' (where the user wrote the call)."""
+    """The innermost stack frame that is not library code, as 'file:line' (where the user wrote the call)."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_LIBRARY_DIRS):
+        if not filename.startswith(_LIBRARY_DIRS) and not frame.f_code.co_filename.startswith("<graphc"):
             return f"{os.path.relpath(filename) if not filename.startswith('<') else filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
