@@ -246,7 +246,7 @@ def write_json(result: dict[str, Any], path: str) -> None:
 
 
 def write_png(result: dict[str, Any], path: str) -> None:
-    """Grouped bars: ms/step per workload and engine, log scale (skipped engines have no bar)."""
+    """Grouped bars: each engine's step time over the reference engine's, per workload, with ms on top."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,16 +254,23 @@ def write_png(result: dict[str, Any], path: str) -> None:
 
     keys = list(result["workloads"])
     names = list(dict.fromkeys(n for wl in result["workloads"].values() for n in wl["engines"]))
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    refs = sorted({wl.get("reference") or "-" for wl in result["workloads"].values()})
+    fig, ax = plt.subplots(figsize=(10, 4.8))
     width = 0.8 / max(1, len(names))
     for j, name in enumerate(names):
-        vals = [result["workloads"][k]["engines"].get(name, {}).get("ms_per_step") or 0.0 for k in keys]
-        ax.bar(np.arange(len(keys)) + j * width, vals, width, label=name)
+        rows = [result["workloads"][k]["engines"].get(name, {}) for k in keys]
+        xs = np.arange(len(keys)) + j * width
+        bars = ax.bar(xs, [r.get("ratio") or 0.0 for r in rows], width, label=name)
+        for bar, r in zip(bars, rows):  # skipped engines get no bar, and say so
+            label = "skip" if r.get("status") != "ok" else f"{r['ms_per_step']:.3g}"
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                        fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
+    ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(keys)) + width * (len(names) - 1) / 2, keys)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms per training step (median, log scale)")
-    ax.set_title(f"graphc bench on {result['machine']['cpu']} ({result['device']})")
-    ax.legend()
+    ax.set_ylabel(f"step time / {'/'.join(refs)} step time (ms/step on the bars)")
+    ax.set_title(f"graphc bench on {result['machine']['cpu']} ({result['device']}, median ms per training step)")
+    ax.legend(fontsize=8)
+    ax.margins(y=0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
