@@ -390,7 +390,8 @@ def _matmul(kc: KernelCode) -> tuple[str, Launch]:
     for i, s in enumerate(sides):
         which = "b" if s.inputs[0] == b_node.id and s.attrs["axis"] == (0,) else "a"
         side_of[s.id] = which
-        w.line(f"side{i} = tl.zeros((BLOCK_{'N' if which == 'b' else 'M'},), dtype={kc.acc_dtype(s)})")
+        # in the product's dtype, like the tiles it sums (a loop-carried value keeps one type on a GPU)
+        w.line(f"side{i} = tl.zeros((BLOCK_{'N' if which == 'b' else 'M'},), dtype={dt})")
     with w.block("for k0 in range(0, K, BLOCK_K):"):
         w.line("rk = k0 + tl.arange(0, BLOCK_K)")
         w.line("ak = rk[None, :]")
