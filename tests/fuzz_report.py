@@ -30,10 +30,13 @@ def _fuzz(c: Counter) -> str:
     redraws = {k[len("redraw_"):]: v for k, v in sorted(c.items()) if k.startswith("redraw_")}
     rate = 100.0 * sum(redraws.values()) / draws if draws else 0.0
     backends = ", ".join(f"{k[len('ran_'):]} {v}" for k, v in sorted(c.items()) if k.startswith("ran_"))
+    ops = sum(1 for k in c if k.startswith("op_"))
+    known = ", ".join(f"{k[len('known_bug_'):]} {v}" for k, v in sorted(c.items()) if k.startswith("known_bug_"))
     return (f"fuzz: {c['graphs']} graphs tried, {c['compared']} compared, {c['rejected']} rejected (no fair "
             f"draw), {c['mismatches']} mismatches; runs per backend: {backends or '-'}; "
             f"{draws} input draws, redraw rate {rate:.1f}% "
-            f"({', '.join(f'{k} {v}' for k, v in redraws.items()) or 'none'})")
+            f"({', '.join(f'{k} {v}' for k, v in redraws.items()) or 'none'}); {ops} distinct ops in "
+            f"{sum(v for k, v in c.items() if k.startswith('op_'))} steps; graphs hitting open bugs: {known or 'none'}")
 
 
 FORMATS: dict[str, Callable[[Counter], str]] = {"fuzz": _fuzz}

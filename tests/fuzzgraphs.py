@@ -620,7 +620,7 @@ def mismatches(labels: Sequence[str], ref: Sequence[Any], got: Sequence[Any], to
             out.append(f"{label}: non-finite pattern differs\n  got {g}\n  ref {r}")
             continue
         finite = np.isfinite(r)
-        err = float(np.max(np.abs(g - r)[finite], initial=0.0))
+        err = float(np.max(np.abs(g[finite] - r[finite]), initial=0.0))
         scale = max(1.0, float(np.max(np.abs(r)[finite], initial=0.0)))
         if err > tol * scale:
             out.append(f"{label}: max error {err:.3g} > {tol:g} * {scale:.3g}\n  got {g}\n  ref {r}")

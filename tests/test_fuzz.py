@@ -3,8 +3,8 @@
 Each graph (tests/fuzzgraphs.py) runs on the NumPy interpreter in float64 (the
 reference), the NumPy fast path in the declared dtypes, the NumPy interpreter in
 float32, torch autograd in float64 and, when it imports, the Triton backend
-(under the interpreter on a CPU it costs about a second a graph, so it runs on
-every GRAPHC_FUZZ_TRITON_EVERY-th graph). CI runs GRAPHC_FUZZ_EXAMPLES=200
+(under the interpreter on a CPU, with these tiny tensors, about 0.1 s a graph;
+GRAPHC_FUZZ_TRITON_EVERY=k runs it on every k-th graph only). CI runs GRAPHC_FUZZ_EXAMPLES=200
 graphs, derandomized so a green build stays green; scripts/fuzz.sh runs many
 more with fresh randomness. Counts appear in the "graphc reliability" summary.
 """
@@ -24,13 +24,14 @@ import graphc as gc
 from backends.numpy_ref import lowering
 from fuzz_report import count
 from fuzzgraphs import FUZZ_OPS, GraphSpec, Source, Step, check_spec, graph_specs, triton_available
+from test_regressions import known_bug
 
 pytest_plugins = ["fuzz_report"]
 
 EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "200"))
 LONG_RUN = "GRAPHC_FUZZ_EXAMPLES" in os.environ  # scripts/fuzz.sh: explore, do not replay CI's graphs
 TRITON = triton_available()
-TRITON_EVERY = int(os.environ.get("GRAPHC_FUZZ_TRITON_EVERY", "10"))
+TRITON_EVERY = int(os.environ.get("GRAPHC_FUZZ_TRITON_EVERY", "1"))
 _graph_number = itertools.count()
 
 # The DSL functions that are composites (no op-table entry of their own) but are fuzzed as steps.
@@ -50,9 +51,15 @@ def test_every_op_and_composite_is_fuzzed() -> None:
 def test_random_graphs_agree_on_every_backend(spec: GraphSpec, seed: int) -> None:
     run_triton = TRITON and next(_graph_number) % TRITON_EVERY == 0
     outcome = check_spec(spec, seed, triton=run_triton)
+    # A Triton failure that shows an open bug of tests/test_regressions.py is counted, not failed.
+    known = {known_bug(m) for m in outcome.mismatches.get("triton", [])}
+    if known and None not in known:
+        del outcome.mismatches["triton"]
+        count("fuzz", **{f"known_bug_{name}": 1 for name in known})
     count("fuzz", graphs=1, draws=outcome.draws, compared=int(outcome.compared),
           rejected=int(not outcome.compared), mismatches=int(bool(outcome.mismatches)),
-          **{f"redraw_{k}": v for k, v in outcome.redraws.items()}, **{f"ran_{b}": 1 for b in outcome.backends})
+          **{f"redraw_{k}": v for k, v in outcome.redraws.items()}, **{f"ran_{b}": 1 for b in outcome.backends},
+          **{f"op_{n.op}": 1 for n in spec.nodes if isinstance(n, Step)})
     if not outcome.compared:
         reject()
     note(f"spec = {spec!r}\nseed = {seed}")

@@ -1,0 +1,76 @@
+"""Every failure the differential fuzzer found, kept as a named test.
+
+Each entry is the shrunk graph (a GraphSpec pasted from the fuzzer's report), the
+input seed, what went wrong, and where it was fixed. An entry whose bug is still
+open is a strict xfail naming the bug: it fails (XPASS) the moment the bug is
+fixed, so the marker is removed then. The fuzz test tolerates graphs that fail
+with an open bug's signature (and counts them), so CI stays green for known
+bugs and red for new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from fuzz_report import count
+from fuzzgraphs import GraphSpec, Source, Step, check_spec, triton_available
+
+pytest_plugins = ["fuzz_report"]
+
+TRITON = triton_available()
+
+
+@dataclass(frozen=True)
+class Regression:
+    spec: GraphSpec
+    found: str  # what went wrong, and the fix
+    backend: str  # the backend that failed
+    seed: int = 0
+    open_bug: str | None = None  # a substring of the failure while the bug is open (the test is a strict xfail)
+
+
+REGRESSIONS: dict[str, Regression] = {
+    "triton_constant_output_keyerror": Regression(
+        GraphSpec((Source("p0", (), param=True), Source("x1", (2, 3), domain="positive"), Step("log", (1,)),
+                   Step("neg", (0,)))),
+        "d(-p0)/dp0 is the constant -1: Program outputs that are consts or sources raised KeyError in "
+        "runtime.run (fixed in 29c5d63, 'runtime returns source outputs')", "triton"),
+    "triton_pow_rank0_exponent": Regression(
+        GraphSpec((Source("x0", (2,), domain="positive"), Source("x1", ()), Step("pow", (0, 1)))),
+        "x ** b with a rank-0 tensor exponent: the _pow helper's `is_int & ...` ran bitwise_and on floats "
+        "under the interpreter (fixed in 3e38bd8)", "triton"),
+    "triton_matmul_mixed_dtypes": Regression(
+        GraphSpec((Source("x0", (2, 2)), Source("x1", (2, 2), dtype="float64"), Step("matmul", (0, 1)))),
+        "float32 @ float64: tl.dot asserted 'Both operands must be same dtype' (fixed in b74d0f7)", "triton"),
+    "triton_abs_of_exp_prints_re": Regression(
+        GraphSpec((Source("x0", ()), Step("exp", (0,)), Step("abs", (1,)))),
+        "the gradient of |exp(x)|: the Triton printer is handed sympy's re() around a CSE temporary "
+        "(re(tmp0)) and raises TritonPrintError", "triton",
+        open_bug="cannot print re"),
+    "triton_softmax_over_size_one_middle_axis": Regression(
+        GraphSpec((Source("x0", (1, 1, 2)), Step("softmax", (0,), (("axis", 1),)))),
+        "softmax along a middle axis of size 1: the kernel's pointer block has the wrong shape", "triton",
+        open_bug="Expected pointer argument to have shape"),
+}
+
+OPEN_BUGS: dict[str, str] = {name: r.open_bug for name, r in REGRESSIONS.items() if r.open_bug}
+
+
+def known_bug(message: str) -> str | None:
+    """The name of the open bug a failure message shows, if any."""
+    return next((name for name, sig in OPEN_BUGS.items() if sig in message), None)
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_regression(name: str, request: pytest.FixtureRequest) -> None:
+    r = REGRESSIONS[name]
+    if r.backend == "triton" and not TRITON:
+        pytest.skip("the Triton backend is not importable here")
+    if r.open_bug:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"open bug: {r.found}"))
+    count("regressions", **{"open" if r.open_bug else "fixed": 1})
+    outcome = check_spec(r.spec, r.seed, triton=r.backend == "triton")
+    assert outcome.compared
+    assert not outcome.mismatches, outcome.mismatches
