@@ -88,6 +88,20 @@ ROOT_UFUNCS: dict[Any, Callable[[sp.Expr], tuple[str, tuple[sp.Expr, ...]]]] = {
 }
 
 
+BUF = "@BUF@"  # where a statement's buffer name goes, once assign_buffers has picked it
+
+
+@dataclass
+class Stmt:
+    """One generated line: the node it defines, the nodes it reads, and the buffer it writes (shape, dtype)."""
+
+    text: str
+    defines: int | None = None
+    reads: set[int] = field(default_factory=set)
+    buffer: tuple[tuple[int, ...], str] | None = None
+    alias_of: int | None = None  # the value is a view of (or is) this node's value
+
+
 @dataclass
 class Emitted:
     """The generated program: its source, the names it reads, and what it returns."""
@@ -193,10 +207,10 @@ class Codegen:
         self.taken: set[str] = set()
         self.ns: dict[str, Any] = {"numpy": np, **HELPERS}
         self.consts: dict[int, np.ndarray] = {}  # folded values
-        self.lines: list[str] = []
+        self.stmts: list[Stmt] = []
         self.kernels = 0
         self.fresh: set[int] = set()  # nodes whose value is a new array no one else holds
-        self.buffers: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}  # filled by assign_buffers
 
     # -- naming ------------------------------------------------------------------------
     def name(self, nid: int) -> str:
@@ -259,26 +273,27 @@ class Codegen:
                               list=False) if _repeats(expr) else ([], expr))
         printer = FastPrinter({"fully_qualified_modules": True, "allow_unknown_functions": False})
         for sym, sub in temps:
-            self.lines.append(f"{sym} = {printer.doprint(sub)}")
+            self.stmts.append(Stmt(f"{sym} = {printer.doprint(sub)}", reads=set(leaves)))
         shape = self.leaf_shape(leaves, expr)
         self.kernels += 1
         leaf_dtypes = {self.g.node(n).dtype for n, sym in leaves.items() if sym in expr.free_symbols}
         if (root.func in ROOT_UFUNCS and shape == node.shape and nid not in self.kept
                 and node.dtype in FLOAT_DTYPES and leaf_dtypes <= {*FLOAT_DTYPES, "bool"}):
             # The outermost operation writes into a buffer allocated once (a float result, so out= casts nothing).
-            buf = f"_buf_{self.name(nid)}"
-            self.buffers[buf] = np.empty(node.shape, dtype=node.dtype)
             ufunc, args = ROOT_UFUNCS[root.func](root)
             printed = ", ".join(printer.doprint(a) for a in args)
-            self.lines.append(f"{self.name(nid)} = numpy.{ufunc}({printed}, out={buf})")
+            self.stmts.append(Stmt(f"{self.name(nid)} = numpy.{ufunc}({printed}, out={BUF})", nid, set(leaves),
+                                   (node.shape, node.dtype)))
             return
         code = printer.doprint(root)
         if shape != node.shape:
             code = f"numpy.broadcast_to({code}, {node.shape})"
-        elif expr not in leaves.values():
+        alias = next((n for n, sym in leaves.items() if sym == expr), None)  # the region is one of its inputs
+        if shape == node.shape and alias is None:
             self.fresh.add(nid)
         # asarray fixes the dtype (bool masks, int Piecewise branches) and is free when it already agrees.
-        self.lines.append(f"{self.name(nid)} = numpy.asarray({code}, numpy.{node.dtype})")
+        self.stmts.append(Stmt(f"{self.name(nid)} = numpy.asarray({code}, numpy.{node.dtype})", nid, set(leaves),
+                               alias_of=alias))
 
     # -- structural ops ----------------------------------------------------------------
     def emit_matmul(self, nid: int) -> None:
@@ -286,13 +301,12 @@ class Codegen:
         a, b = (self.g.node(i) for i in node.inputs)
         names = [self.name(i) for i in node.inputs]
         if nid in self.kept or a.dtype != node.dtype or b.dtype != node.dtype:
-            self.lines.append(f"{self.name(nid)} = numpy.asarray(numpy.matmul({names[0]}, {names[1]}), "
-                              f"numpy.{node.dtype})")
+            self.stmts.append(Stmt(f"{self.name(nid)} = numpy.asarray(numpy.matmul({names[0]}, {names[1]}), "
+                                   f"numpy.{node.dtype})", nid, set(node.inputs)))
             self.fresh.add(nid)
         else:
-            buf = f"_buf_{self.name(nid)}"
-            self.buffers[buf] = np.empty(node.shape, dtype=node.dtype)
-            self.lines.append(f"{self.name(nid)} = numpy.matmul({names[0]}, {names[1]}, out={buf})")
+            self.stmts.append(Stmt(f"{self.name(nid)} = numpy.matmul({names[0]}, {names[1]}, out={BUF})", nid,
+                                   set(node.inputs), (node.shape, node.dtype)))
         self.kernels += 1
 
     def emit_structural(self, nid: int) -> None:
@@ -309,9 +323,47 @@ class Codegen:
             self.ns[fn] = lambda *xs, _impl=impl, _node=node: _impl(_node, *xs)
             code = f"numpy.asarray({fn}({', '.join(names)}), numpy.{node.dtype})"
             self.fresh.add(nid)
-        self.lines.append(f"{self.name(nid)} = {code}")
-        if self.kind(nid) != LAYOUT:
+        view = self.kind(nid) == LAYOUT
+        self.stmts.append(Stmt(f"{self.name(nid)} = {code}", nid, set(node.inputs),
+                               alias_of=node.inputs[0] if view else None))
+        if not view:
             self.kernels += 1
+
+    # -- buffers -----------------------------------------------------------------------
+    def assign_buffers(self, returned: list[int]) -> list[str]:
+        """Give each buffered statement a buffer, reusing one whose value (and every view of it) is dead.
+
+        A buffer freed by statement i is reused from statement i + 1 on, so no statement
+        writes the buffer it reads. Returns the statements' text with buffer names filled in.
+        """
+        def base(nid: int) -> int:
+            while nid in alias:
+                nid = alias[nid]
+            return nid
+
+        alias = {st.defines: st.alias_of for st in self.stmts if st.defines is not None and st.alias_of is not None}
+        last: dict[int, int] = {}
+        for i, st in enumerate(self.stmts):
+            for r in st.reads:
+                last[base(r)] = i
+        for r in returned:
+            last[base(r)] = len(self.stmts)
+        free: dict[tuple[tuple[int, ...], str], list[str]] = {}
+        release: dict[int, list[tuple[tuple[tuple[int, ...], str], str]]] = {}
+        lines = []
+        for i, st in enumerate(self.stmts):
+            text = st.text
+            if st.buffer is not None:
+                pool = free.setdefault(st.buffer, [])
+                name = pool.pop() if pool else f"_buf{len(self.buffers)}"
+                if name not in self.buffers:
+                    self.buffers[name] = np.empty(st.buffer[0], dtype=st.buffer[1])
+                text = text.replace(BUF, name)
+                release.setdefault(max(i, last.get(st.defines, i)), []).append((st.buffer, name))  # type: ignore[arg-type]
+            for key, name in release.pop(i, []):
+                free[key].append(name)
+            lines.append(text)
+        return lines
 
     # -- the whole program -------------------------------------------------------------
     def fold_constants(self) -> None:
@@ -355,7 +407,8 @@ class Codegen:
                zip([*self.plan.outputs, *self.plan.updates.values()], [*outs, *news])]
         k = len(outs)
         params = ", ".join(self.name(a) for a in args)
-        body = "\n".join(f"    {line}" for line in self.lines) or "    pass"
+        lines = self.assign_buffers([*self.plan.outputs, *self.plan.updates.values()])
+        body = "\n".join(f"    {line}" for line in lines) or "    pass"
         source = (f"def program({params}):\n{body}\n"
                   f"    return ({', '.join(ret[:k])},), ({''.join(r + ', ' for r in ret[k:])})\n")
         self.ns.update(self.buffers)
