@@ -15,7 +15,8 @@ code instead, so a call costs about what hand-written NumPy costs:
   transposes, reshapes and broadcasts read by other ops become views;
 - every matmul, and every region whose outermost operation is a ufunc, writes
   into a buffer allocated once, at lowering time, with ``out=`` (outputs and
-  new param values excepted: they leave the program, so they are new arrays).
+  new param values excepted: they leave the program, so they are new arrays);
+  a buffer is reused once its value, and every view of it, is dead.
 
 The generated text is ``Program.source``. The oracle stays the interpreter:
 ``dtype="float64"``, ``check_finite=True`` or ``fast=False`` select it.
