@@ -105,16 +105,22 @@ def grad(y, wrt, seed=None):  # type: ignore[no-untyped-def]
         raise GradError(f"grad() differentiates a Tensor, got {type(y).__name__}", where=user_source_line())
     _check(y, targets)
     graph = y.graph
-    stabilize(graph, graph.ancestors([y.id]))  # value-preserving, so it may stay even if grad fails
     first_new = graph._next
+    above = graph.ancestors([y.id])
+    original = {nid: (graph.node(nid).op, graph.node(nid).inputs, dict(graph.node(nid).attrs)) for nid in above}
+    rewritten = stabilize(graph, above)
+    first_grad = graph._next
     try:
         grads = _backward(graph, y, targets, _seed_tensor(y, seed))
-        for nid in range(first_new, graph._next):
+        for nid in range(first_grad, graph._next):
             if nid in graph:
                 graph.node(nid).role = "grad"
         verify(graph)
     except BaseException:
-        graph.rollback(first_new)  # leave the graph as it was
+        # Leave the graph as it was: undo the stability rewrites, then drop every new node.
+        for _, nid in rewritten:
+            graph.replace(nid, *original[nid])
+        graph.rollback(first_new)
         raise
     return grads[0] if single else tuple(grads)
 
