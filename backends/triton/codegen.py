@@ -50,6 +50,12 @@ ROWWISE: dict[str, Callable[[sp.Expr, sp.Expr, sp.Expr], sp.Expr]] = {
 }
 
 
+def value_symbol(name: str) -> sp.Symbol:
+    """A kernel variable holding tensor values: real, like the formulas' symbols, so sympy never
+    brings in re()/im() when cse rebuilds an expression around it."""
+    return sp.Symbol(name, real=True)
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Block sizes. The interpreter pays per program instance, so it gets few, large programs."""
@@ -145,7 +151,7 @@ class KernelCode:
 
     # -- names ---------------------------------------------------------------------------
     def fresh(self) -> sp.Symbol:
-        return sp.Symbol(f"tmp{next(self._tmp)}")
+        return value_symbol(f"tmp{next(self._tmp)}")
 
     def symbols(self) -> Iterator[sp.Symbol]:
         while True:
@@ -198,7 +204,10 @@ class KernelCode:
         printed = phase.emit(w, [in_kernel[n][1] for n in stored] + list(extra))
         for nid, val in zip(stored, printed):
             off = in_kernel[nid][0]
-            w.line(f"tl.store({self.out_ptr(nid)} + ({texpr(off)}), {val}, {mask})")
+            # An offset that ignores a block axis (a size-1 axis) is broadcast to the whole block:
+            # the pointer must have the shape of the mask and the value.
+            pad = "".join(f" + 0 * {s}" for s in phase.masks if s not in off.free_symbols)
+            w.line(f"tl.store({self.out_ptr(nid)} + ({texpr(off)}){pad}, {val}, {mask})")
         return printed[len(stored):]
 
     def signature(self, sizes: list[str], consts: list[str]) -> str:
@@ -293,7 +302,7 @@ def _fold(kc: KernelCode, w: CodeWriter, roots: list[Node], accs: list[str], x: 
     in_kernel = {}
     for i, (node, acc) in enumerate(zip(roots, accs)):
         w.line(f"red{i} = " + REDUCTIONS[node.op]["fold"].format(acc=acc) + "[:, None]")
-        in_kernel[node.id] = (x, sp.Symbol(f"red{i}"))
+        in_kernel[node.id] = (x, value_symbol(f"red{i}"))
     return in_kernel
 
 
@@ -345,7 +354,7 @@ def _rowwise(kc: KernelCode) -> tuple[str, Launch]:
 
     def outpass(phase: Phase) -> None:
         inl = kc.inliner(phase, {})
-        yval = ROWWISE[y.op](inl.value(src.id, at), sp.Symbol("rowmax"), sp.Symbol("rowsum"))
+        yval = ROWWISE[y.op](inl.value(src.id, at), value_symbol("rowmax"), value_symbol("rowsum"))
         in_kernel = {y.id: (at.offset(), yval)}
         inl.in_kernel.update(in_kernel)
         svals = [inl.value(s.inputs[0], reduction_index(kc.node(s.inputs[0]).shape, s.attrs["axis"], x, r))
@@ -411,7 +420,7 @@ def _matmul(kc: KernelCode) -> tuple[str, Launch]:
         for i, s in enumerate(sides):
             w.line(f"side{i} = side{i} + tl.sum({side_of[s.id]}, {0 if side_of[s.id] == 'b' else 1})")
     flat = am * n + bn
-    in_kernel = {c.id: (flat, sp.Symbol("acc"))}
+    in_kernel = {c.id: (flat, value_symbol("acc"))}
     kc.epilogue(w, Phase(kc, {am: "(am < M)", bn: "(bn < N)"}), k.main.nodes,
                 lambda node: Index(node.shape, (am, bn), flat) if node.shape == c.shape else Index.of(node.shape, flat),
                 in_kernel, "(am < M) & (bn < N)")
@@ -423,7 +432,7 @@ def _matmul(kc: KernelCode) -> tuple[str, Launch]:
         w.comment(f"{s.label}: {s.op} of the {'B' if vec == 'rn' else 'A'} operand over K, beside the product")
         kc.epilogue(w, Phase(kc, {v: f"({vec} < {size})"}), group.nodes, lambda node: Index.of(node.shape, v),
 
-                    {s.id: (v, sp.Symbol(f"side{i}"))}, f"({vec} < {size}) & ({first} + 0 * {vec} == 0)")
+                    {s.id: (v, value_symbol(f"side{i}"))}, f"({vec} < {size}) & ({first} + 0 * {vec} == 0)")
     sizes = [m, n, kk]
     if kc.t.autotune:
         configs = ", ".join(f"triton.Config({{'BLOCK_M': {bm}, 'BLOCK_N': {bn_}, 'BLOCK_K': {bk_}}}, "
