@@ -210,3 +210,12 @@ def test_computed_labels_are_range_checked_after_they_are_computed() -> None:
     np.testing.assert_array_equal(as_np(prog(a=av, b=bv)), np.eye(4)[av + bv])
     with pytest.raises(gc.NumericError, match="label 4 is out of range for 4 classes"):
         prog(a=av, b=bv + np.array([0, 0, 0, 1, 0]))
+
+
+def test_precision_option() -> None:
+    with gc.Graph("prec"):
+        out = gc.input("a", (17, 3)) @ gc.input("b", (3, 5))
+    assert 'input_precision="tf32"' in gc.compile(out, backend="triton", precision="tf32").source
+    assert 'input_precision="ieee"' in gc.compile(out, backend="triton").source
+    with pytest.raises(gc.GraphError, match="unknown precision"):
+        gc.compile(out, backend="triton", precision="fp16")
