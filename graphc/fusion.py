@@ -325,11 +325,12 @@ class Kernel:
     stores: list[int] = field(default_factory=list)  # nodes written to buffers
     reads: list[int] = field(default_factory=list)  # buffers read (materialized nodes of other kernels, sources)
     inlined: list[int] = field(default_factory=list)  # nodes recomputed inside
+    late: list[int] = field(default_factory=list)  # rowwise: results needing the row reductions (a last pass)
     index: int = 0
 
     @property
     def computed(self) -> list[int]:
-        return [n for g in (self.main, *self.sides) for n in g.nodes]
+        return [n for g in (self.main, *self.sides) for n in g.nodes] + self.late
 
     @property
     def name(self) -> str:
@@ -364,7 +365,8 @@ class Schedule:
             lines.append(f"  {k.name}: computes {lab(k.main.roots)}"
                          + (f" + epilogue {lab(k.main.epilogue)}" if k.main.epilogue else "")
                          + "".join(f"; alongside {lab(s.roots)}"
-                                   + (f" + epilogue {lab(s.epilogue)}" if s.epilogue else "") for s in k.sides))
+                                   + (f" + epilogue {lab(s.epilogue)}" if s.epilogue else "") for s in k.sides)
+                         + (f"; then {lab(k.late)}" if k.late else ""))
             lines.append(f"      reads {lab(k.reads)}; stores {lab(k.stores)}; inlines {lab(k.inlined)}")
         return "\n".join(lines)
 
@@ -612,10 +614,40 @@ class _Fuser:
                 continue
             group = groups[0]
             inside = set(host.computed)
+            if host.kind == "rowwise" and group is host.main and self._row_late(nid, host):
+                if self._mergeable(host.index, k.index):  # e.g. the logits' gradient of a cross-entropy
+                    del self.kernels[k.index]
+                    host.late.append(nid)
+                    self.owner[nid] = host.index
+                continue
             if any(b in inside for b in other) or not (same & inside) <= set(group.nodes):
                 continue
             if self._mergeable(host.index, k.index):
                 self._absorb(host, k, group, epilogue=True)
+
+    def _row_late(self, nid: int, host: Kernel) -> bool:
+        """nid, shaped like the row-wise result, reads the kernel's row-wise values at its own position
+        and its row reductions at its row: it can be computed in a last pass over the rows."""
+        root = self.g.node(host.main.roots[0])
+        node = self.g.node(nid)
+        if node.shape != root.shape or not host.sides:
+            return False
+        idx = Index.of(root.shape, self.an.x)
+        axis = root.attrs["axis"]
+        kept = [(d, n) for i, (d, n) in enumerate(zip(idx.dims, root.shape)) if i != axis]
+        row = Index(tuple(n for _, n in kept), tuple(d for d, _ in kept)).offset()
+        rowwise, sums = set(host.main.nodes) | set(host.late), set(host.sides[0].roots)
+        reads_sums = False
+        for b, off, n in self.an.reads[nid]:
+            if b in rowwise:
+                ok = n == numel(root.shape) and sp.expand(off - self.an.x) == 0
+            elif b in sums:
+                ok = reads_sums = sp.expand(off - row) == 0
+            else:
+                ok = b not in host.computed
+            if not ok:
+                return False
+        return reads_sums
 
     # -- result ------------------------------------------------------------------------
     def schedule(self) -> Schedule:

@@ -219,3 +219,18 @@ def test_precision_option() -> None:
     assert 'input_precision="ieee"' in gc.compile(out, backend="triton").source
     with pytest.raises(gc.GraphError, match="unknown precision"):
         gc.compile(out, backend="triton", precision="fp16")
+
+
+def test_cross_entropy_and_its_logits_gradient_in_one_row_kernel() -> None:
+    with gc.Graph("ce"):
+        z = gc.input("z", (64, 10))
+        labels = gc.input("labels", (64,), dtype="int64")
+        loss = gc.cross_entropy(z, labels)
+        dz = gc.grad(loss, z)
+    rng = np.random.default_rng(7)
+    feed = {"z": rng.standard_normal((64, 10)).astype(np.float32), "labels": rng.integers(0, 10, 64)}
+    prog = gc.compile([loss, dz], backend="triton")
+    assert prog.num_kernels == 2  # the row kernel (log_softmax, row sums, dz) and the batch mean
+    assert "pass 4: what needs the row reductions" in prog.source
+    for want, got in zip(gc.compile([loss, dz], backend="numpy", dtype="float64")(**feed), prog(**feed)):
+        np.testing.assert_allclose(as_np(got), want, rtol=1e-5, atol=1e-7)

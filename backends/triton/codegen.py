@@ -191,8 +191,9 @@ class KernelCode:
             w.comment(f"  {format_node(self.g, node).strip()}   [{how}; {node.source}]")
 
     def epilogue(self, w: CodeWriter, phase: Phase, group_nodes: list[int], domain: Callable[[Node], Index],
-                 in_kernel: dict[int, tuple[sp.Expr, sp.Expr]], mask: str, extra: list[sp.Expr] = ()) -> list[str]:
-        """Compute the epilogue nodes at the domain, then store every stored node of the group."""
+                 in_kernel: dict[int, tuple[sp.Expr, sp.Expr]], mask: str, extra: list[sp.Expr] = (),
+                 store: list[int] | None = None) -> list[str]:
+        """Compute the epilogue nodes at the domain, then store every stored node of the group (of `store`)."""
         inl = self.inliner(phase, in_kernel)
         for nid in group_nodes:
             if nid in in_kernel:
@@ -200,7 +201,7 @@ class KernelCode:
             idx = domain(self.node(nid))
             in_kernel[nid] = (idx.offset(), inl.define(nid, idx))
             inl.in_kernel[nid] = in_kernel[nid]
-        stored = [n for n in group_nodes if n in self.k.stores]
+        stored = [n for n in (group_nodes if store is None else store) if n in self.k.stores]
         printed = phase.emit(w, [in_kernel[n][1] for n in stored] + list(extra))
         for nid, val in zip(stored, printed):
             off = in_kernel[nid][0]
@@ -352,6 +353,10 @@ def _rowwise(kc: KernelCode) -> tuple[str, Launch]:
     accs = _accumulators(kc, w, sides, "[XBLOCK, RBLOCK]") if sides else []
     w.comment(f"pass 3: {y.op}" + (f", and the row reductions {', '.join(s.label for s in sides)}" if sides else ""))
 
+    def position(node: Node) -> Index:
+        """Where an element-wise result of the row kernel sits, at the loop's (row, column)."""
+        return at if node.shape == src.shape else Index.of(node.shape, at.offset())
+
     def outpass(phase: Phase) -> None:
         inl = kc.inliner(phase, {})
         yval = ROWWISE[y.op](inl.value(src.id, at), value_symbol("rowmax"), value_symbol("rowsum"))
@@ -359,17 +364,31 @@ def _rowwise(kc: KernelCode) -> tuple[str, Launch]:
         inl.in_kernel.update(in_kernel)
         svals = [inl.value(s.inputs[0], reduction_index(kc.node(s.inputs[0]).shape, s.attrs["axis"], x, r))
                  for s in sides]
-        printed = kc.epilogue(w, phase, k.main.nodes, lambda node: at if node.shape == src.shape else
-                              Index.of(node.shape, at.offset()), in_kernel, "xmask & rmask", svals)
+        printed = kc.epilogue(w, phase, k.main.nodes, position, in_kernel, "xmask & rmask", svals)
         for node, acc, v in zip(sides, accs, printed):
             w.line(f"{acc} = " + REDUCTIONS[node.op]["step"].format(acc=acc, mask="xmask & rmask", v=v,
                                                                      init=REDUCTIONS[node.op]["init"]["f"]))
 
     row_loop(outpass)
     if sides:
-        in_kernel = _fold(kc, w, sides, accs, x)
+        sums = _fold(kc, w, sides, accs, x)
         kc.epilogue(w, Phase(kc, {x: "xmask"}), k.sides[0].nodes, lambda node: Index.of(node.shape, x),
-                    in_kernel, "xmask")
+                    dict(sums), "xmask")
+    if k.late:
+        w.comment(f"pass 4: what needs the row reductions: {', '.join(kc.node(n).label for n in k.late)}")
+
+        # the row reductions are read at the row of each element: its position over the kept axes
+        kept = [(d, n) for i, (d, n) in enumerate(zip(at.dims, src.shape)) if i != axis]
+        row = Index(tuple(n for _, n in kept), tuple(d for d, _ in kept)).offset()
+
+        def latepass(phase: Phase) -> None:
+            inl = kc.inliner(phase, {})
+            in_kernel = {y.id: (at.offset(), ROWWISE[y.op](inl.value(src.id, at), value_symbol("rowmax"),
+                                                           value_symbol("rowsum"))),
+                         **{n: (row, v) for n, (_, v) in sums.items()}}
+            kc.epilogue(w, phase, [*k.main.epilogue, *k.late], position, in_kernel, "xmask & rmask", store=k.late)
+
+        row_loop(latepass)
     srcode = kc.finish(w, ["xnumel", "rnumel"], ["XBLOCK", "RBLOCK"], [])
     return srcode, kc.launch([xnumel, rnumel], [-(-xnumel // xb)], {"XBLOCK": xb, "RBLOCK": rb})
 
