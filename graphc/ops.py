@@ -173,8 +173,12 @@ def one_hot_shape(shapes: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
 
 
 def promote(dtypes: Sequence[str], _attrs: dict[str, Any] | None = None) -> str:
-    """NumPy promotion over float32/float64/int64/bool (Python scalars are weak: see dsl)."""
-    return str(np.result_type(*dtypes))
+    """Promotion as torch does it for tensors: a float operand's dtype wins over integer and bool ones
+    (float32 * int64 is float32, so an integer mask or target cannot turn a float32 model, its
+    gradients and its trained params into float64); within a category, NumPy's rules. Python
+    scalars are weak: see dsl."""
+    floats = [d for d in dtypes if d in FLOAT_DTYPES]
+    return str(np.result_type(*(floats or dtypes)))
 
 
 def float_result(dtypes: Sequence[str], attrs: dict[str, Any] | None = None) -> str:

@@ -230,6 +230,27 @@ def test_gradient_is_linear_in_the_seed(backend: Backend) -> None:
     np.testing.assert_allclose(d12, 2 * d1 - 3 * d2, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("other", ["int64", "bool"])
+def test_integer_operands_keep_a_float32_model_float32(backend: Backend, other: str) -> None:
+    """float32 * int64 is float32, as in torch: the loss, the gradient and the trained param keep
+    the param's dtype (NumPy's rule, float64, would turn the model into float64 after one step)."""
+    mask = np.array([1, 0, 3]).astype(other)
+    with gc.Graph("mixed"):
+        m = gc.input("m", (3,), dtype=other)
+        w = gc.param("w", (3,), value=np.ones(3))
+        loss = gc.sum(w * w * m)
+        dw = gc.grad(loss, w)
+    t_dtype = torch.result_type(torch.ones(3), torch.as_tensor(mask))
+    assert loss.dtype == dw.dtype == str(t_dtype).removeprefix("torch.") == "float32"
+    step = backend.compile(loss, optimizer=gc.optim.SGD(lr=0.25))
+    for _ in range(2):
+        value = to_numpy(step(m=mask))
+    w_v = to_numpy(step.params["w"])
+    assert value.dtype == w_v.dtype == np.float32
+    # w <- w - 0.25 * 2 w m = w (1 - m / 2), twice
+    np.testing.assert_array_equal(w_v, (1 - mask.astype(np.float32) / 2) ** 2)
+
+
 # --- gradients are graphs: gradients of gradients ---------------------------------------------------
 
 
