@@ -25,7 +25,6 @@ from graphc.errors import UnknownOpError
 from graphc.fusion import AsFloat, Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index
 from graphc.ir import Node
 from graphc.memory import MemoryPlan
-from graphc.ops import OPS
 from graphc.printing import format_node
 
 from .printer import HELPERS, texpr
