@@ -223,7 +223,8 @@ def _torch_model(w: Workload, params: Arrays, data: Arrays, device: str) -> tupl
     return tp, x, y, loss_fn
 
 
-def _torch_step(w: Workload, params: Arrays, data: Arrays, device: str) -> tuple[Callable[[], Any], Any]:
+def _torch_step(w: Workload, params: Arrays, data: Arrays, device: str) -> Callable[[], Any]:
+    """zero_grad, forward, backward, torch.optim.SGD's step; returns the loss tensor."""
     import torch
 
     tp, _, _, loss_fn = _torch_model(w, params, data, device)
@@ -236,7 +237,7 @@ def _torch_step(w: Workload, params: Arrays, data: Arrays, device: str) -> tuple
         opt.step()
         return loss.detach()
 
-    return step, opt
+    return step
 
 
 def count_aten_ops(fn: Callable[[], Any]) -> int:
@@ -293,11 +294,11 @@ def _cuda_peak(step: Callable[[], Any]) -> Callable[[], int]:
 def torch_eager_engine(w: Workload, params: Arrays, data: Arrays, device: str) -> Prepared:
     import torch  # noqa: F401 - imported before the clock starts: first call measures the step, not the import
     def build() -> Callable[[], float]:
-        raw, _ = _torch_step(w, params, data, device)
+        raw = _torch_step(w, params, data, device)
         return lambda: float(raw())
 
     step, first, loss = _timed_first(build)
-    ops = count_aten_ops(_torch_step(w, params, data, device)[0])  # on a copy: the timed one keeps its trajectory
+    ops = count_aten_ops(_torch_step(w, params, data, device))  # on a copy: the timed one keeps its trajectory
     return Prepared(step, first, loss, ops, "ATen ops", lambda: torch_peak(step, device), note="torch.optim.SGD")
 
 
@@ -309,7 +310,7 @@ def torch_compile_engine(w: Workload, params: Arrays, data: Arrays, device: str,
     mode = "reduce-overhead" if device == "cuda" else None
 
     def build() -> Callable[[], float]:
-        raw, _ = _torch_step(w, params, data, device)
+        raw = _torch_step(w, params, data, device)
         compiled = torch.compile(raw, mode=mode)
         return lambda: float(compiled())
 
