@@ -191,3 +191,24 @@ def test_gpu_engine_table_and_bandwidth_table() -> None:
         with gc.Graph("r") as _:
             outs = region.outputs([gc.input(f"in{i}", (4,)) for i in range(region.inputs)])
         assert all(o.shape == (4,) for o in outs)
+
+
+def test_gpu_bandwidth_regions_are_one_fused_triton_kernel_each() -> None:
+    """What the GPU script times as 'one fused pointwise kernel' is one kernel, and computes the right thing
+    (under the Triton interpreter here)."""
+    pytest.importorskip("backends.triton")
+    import torch
+
+    from graphc.bench import gpu
+
+    rng = np.random.default_rng(0)
+    for region in gpu.REGIONS:
+        with gc.Graph("r") as _:
+            outs = region.outputs([gc.input(f"in{i}", (256,)) for i in range(region.inputs)])
+        prog = gc.compile(outs, backend="triton")
+        assert prog.num_kernels == 1, region.name
+        feeds = {f"in{i}": (rng.random(256) + 0.5).astype(np.float32) for i in range(region.inputs)}
+        got = prog(**{k: torch.as_tensor(v) for k, v in feeds.items()})
+        want = gc.compile(outs, backend="numpy", fast=False)(**feeds)
+        for g, r in zip(got, want, strict=True):
+            np.testing.assert_allclose(g.cpu().numpy(), r, rtol=1e-5, err_msg=region.name)
