@@ -22,6 +22,10 @@ class Program:
         self.backend = backend
         self._single = single
         self._state = {n.id: executable.asarray(n.value, n) for n in plan.params.values()}
+        # Updates computed in a wider dtype than their param (a float32 param in a float64 graph) are
+        # stored in the param's own dtype, as torch keeps a param's dtype; only those pay a conversion.
+        node = plan.graph.node
+        self._narrowed = {pid for pid, uid in plan.updates.items() if node(uid).dtype != node(pid).dtype}
 
     # -- what users read -------------------------------------------------------------
     @property
@@ -93,6 +97,8 @@ class Program:
             if k in plan.params:
                 params[plan.params[k].id] = self._feed(k, v, plan.params[k])
         outputs, updated = self.executable.run(fed, params)
+        for pid in self._narrowed:
+            updated[pid] = self.executable.asarray(updated[pid], plan.graph.node(pid))
         # Only now, after the whole step succeeded, do params change.
         self._state = {**params, **updated}
         return outputs[0] if self._single else tuple(outputs)

@@ -170,3 +170,31 @@ def test_minibatch_fit_matches_torch_over_the_same_batches(backend: Backend) -> 
     np.testing.assert_allclose(history, want, rtol=RTOL)
     names = [p.name for layer in layers for p in layer.params]
     assert_weights_close(params_of(step), dict(zip(names, t_params)))
+
+
+def test_float32_params_stay_float32_in_a_float64_graph(backend: Backend) -> None:
+    """A float32 param feeding float64 inputs: the step computes in float64, but the param and its
+    momentum buffer keep float32, as in torch (whose gradient takes the param's dtype)."""
+    rng = np.random.default_rng(4)
+    xv, yv = rng.standard_normal((BATCH, FEATURES)), rng.standard_normal((BATCH, 1))
+    w0 = rng.standard_normal((FEATURES, 1)).astype(np.float32)
+    with gc.Graph("mixed_precision"):
+        x, y = gc.input("x", (BATCH, FEATURES), dtype="float64"), gc.input("y", (BATCH, 1), dtype="float64")
+        w = gc.param("w", (FEATURES, 1), value=w0)
+        loss = gc.mse_loss(x @ w, y)
+    assert loss.dtype == "float64"
+    step = backend.compile(loss, optimizer=gc.optim.SGD(lr=0.1, momentum=0.9))
+    tw = torch.tensor(w0, requires_grad=True)
+    opt = torch.optim.SGD([tw], lr=0.1, momentum=0.9)
+    tx, ty = torch.tensor(xv), torch.tensor(yv)
+    for _ in range(5):
+        value = to_numpy(step(x=xv, y=yv))
+        opt.zero_grad()
+        t_loss = torch.nn.functional.mse_loss(tx @ tw.double(), ty)
+        t_loss.backward()
+        opt.step()
+        assert value.dtype == np.float64
+        np.testing.assert_allclose(value, t_loss.item(), rtol=1e-6)
+    w_v = to_numpy(step.params["w"])
+    assert w_v.dtype == np.float32 and tw.dtype == torch.float32
+    np.testing.assert_allclose(w_v, tw.detach().numpy(), rtol=1e-6, atol=1e-7)
