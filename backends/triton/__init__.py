@@ -19,7 +19,7 @@ _ON = ("1", "true", "yes", "on")
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "").lower() not in _ON:
     os.environ["TRITON_INTERPRET"] = "1"
     warnings.warn("graphc: no CUDA device; Triton kernels run under the interpreter (TRITON_INTERPRET=1) on the "
-                  "CPU", RuntimeWarning, stacklevel=2)
+                  "CPU", RuntimeWarning)
 
 #: Whether kernels run under Triton's interpreter, and where tensors live.
 INTERPRET = os.environ.get("TRITON_INTERPRET", "").lower() in _ON
