@@ -107,5 +107,9 @@ GRAD_SYMBOL = sp.Symbol("g", real=True)
 
 @lru_cache(maxsize=4096)
 def derivative(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
-    """d expr / d wrt, cached: the same op formulas are differentiated over and over."""
-    return sp.diff(expr, wrt)
+    """d expr / d wrt, cached: the same op formulas are differentiated over and over.
+
+    sign' and Heaviside' are DiracDelta, which is 0 everywhere but at one point: it is
+    replaced by 0 (PyTorch's convention), so grad of grad works through abs and friends.
+    """
+    return sp.diff(expr, wrt).replace(sp.DiracDelta, lambda *args: sp.S.Zero)

@@ -39,7 +39,14 @@ def _fuzz(c: Counter) -> str:
             f"{sum(v for k, v in c.items() if k.startswith('op_'))} steps; graphs hitting open bugs: {known or 'none'}")
 
 
-FORMATS: dict[str, Callable[[Counter], str]] = {"fuzz": _fuzz}
+def _gradcheck(c: Counter) -> str:
+    ops = sorted(k[len("op_"):] for k in c if k.startswith("op_"))
+    return (f"gradcheck: {c['graphs']} graphs over {len(ops)} ops (central differences, dot-product test, "
+            f"Hessian-vector products), {c['triton']} also through Triton; {c['no_float_input']} without a "
+            f"float input, {c['rejected']} rejected (no fair draw)")
+
+
+FORMATS: dict[str, Callable[[Counter], str]] = {"fuzz": _fuzz, "gradcheck": _gradcheck}
 
 
 def _generic(section: str, c: Counter) -> str:
