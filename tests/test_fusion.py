@@ -117,3 +117,37 @@ def test_fusion_is_backend_neutral() -> None:
     code = "import sys, graphc.fusion, graphc.memory; print(sorted(m for m in ('torch', 'triton') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_merge_that_would_make_a_cycle_is_refused() -> None:
+    """a + sum(a) after a matmul: the epilogue would need sum(a), which needs the matmul's output."""
+    with gc.Graph("cycle"):
+        a = gc.input("x", (3, 4)) @ gc.input("w", (4, 5))
+        out = a + gc.sum(a)
+    sched = schedule(build_plan([out]))
+    kinds = [k.kind for k in sched]
+    assert kinds == ["matmul", "reduce", "pointwise"], str(sched)
+    owner = {n: k.index for k in sched for n in k.computed}
+    for k in sched:  # every buffer is written before it is read
+        assert all(owner.get(b, -1) < k.index for b in k.reads)
+
+
+def test_arena_buffers_never_overlap_while_both_live() -> None:
+    for name in MODELS:
+        plan = step_plan(name)
+        sched = schedule(plan)
+        mem = plan_memory(plan, sched)
+        first = {n: k.index for k in sched for n in k.stores}
+        last = {n: max([k.index for k in sched if n in k.reads], default=first[n]) for n in first}
+        size = {n: int(np.prod(plan.graph.node(n).shape)) * 4 for n in mem.offsets}
+        items = sorted(mem.offsets)
+        for i, a in enumerate(items):
+            for b in items[i + 1:]:
+                live_together = first[a] <= last[b] and first[b] <= last[a]
+                overlap = mem.offsets[a] < mem.offsets[b] + size[b] and mem.offsets[b] < mem.offsets[a] + size[a]
+                assert not (live_together and overlap), (name, a, b)
+        assert mem.peak_bytes >= max(size.values())
+    plan = step_plan("mlp")
+    mem = plan_memory(plan)  # node by node: many short-lived buffers
+    assert len(set(mem.offsets.values())) < len(mem.offsets)  # some bytes serve two buffers in turn
+    assert mem.peak_bytes < sum(-(-int(np.prod(plan.graph.node(n).shape)) * 4 // 64) * 64 for n in mem.offsets)
