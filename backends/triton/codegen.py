@@ -129,7 +129,12 @@ class Phase:
         """Write the loads and the common subexpressions; return the printed results."""
         for line in self.load_lines:
             w.line(line)
-        repl, reduced = sp.cse(exprs, symbols=self.kc.symbols(), order="none")
+        # Small integer powers print as products (x*x); listing their compound bases as extra
+        # expressions makes cse compute each base once instead of once per factor.
+        bases = sorted({p.base for e in exprs if isinstance(e, sp.Basic) for p in e.atoms(sp.Pow)
+                        if p.exp.is_Integer and 2 <= abs(int(p.exp)) <= 8 and not p.base.is_Atom}, key=sp.srepr)
+        repl, reduced = sp.cse(list(exprs) + bases, symbols=self.kc.symbols(), order="none")
+        reduced = reduced[:len(exprs)]
         for sym, e in repl:
             w.line(f"{sym} = {texpr(e)}")
         return [texpr(e) for e in reduced]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.pycode import _known_functions_math as _MATH_FUNCTIONS
 
@@ -147,7 +148,8 @@ class TritonPrinter(PythonCodePrinter):
         b = self._print(base)
         m = abs(v)
         if (2 * m).is_integer() and m <= 8:  # x**n and x**(n + 1/2) as products: exact, any sign of x
-            factors = [f"({b})"] * int(m) + ([f"tl.sqrt({b})"] if not m.is_integer() else [])
+            factor = self.parenthesize(base, PRECEDENCE["Mul"])
+            factors = [factor] * int(m) + ([f"tl.sqrt({b})"] if not m.is_integer() else [])
             prod = " * ".join(factors)
             return f"({prod})" if v > 0 else f"(1.0 / ({prod}))"
         if v.is_integer():  # |x|**n with the sign of x**n

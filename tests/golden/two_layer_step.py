@@ -129,7 +129,8 @@ def reduce_2(in_ptr0, in_ptr1, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, R
         rmask = rindex < rnumel
         tmp0 = tl.load(in_ptr0 + (rindex + 640*xindex), rmask & xmask)
         tmp1 = tl.load(in_ptr1 + (rindex + 640*xindex), rmask & xmask)
-        acc0 = acc0 + tl.where(xmask & rmask, ((tmp0 - tmp1) * (tmp0 - tmp1)), 0.0)
+        tmp2 = tmp0 - tmp1
+        acc0 = acc0 + tl.where(xmask & rmask, (tmp2 * tmp2), 0.0)
     red0 = tl.sum(acc0, 1)[:, None]
     tl.store(out_ptr0 + (xindex), red0, xmask)
 
