@@ -222,6 +222,8 @@ class KernelCode:
     def finish(self, body: CodeWriter, sizes: list[str], consts: list[str], decorators: list[str]) -> str:
         w = CodeWriter()
         self.header(w)
+        ptrs = [f"{name} = {self.node(n).label}" for d in (self.ins, self.outs) for n, name in d.items()]
+        w.comment("  pointers: " + ", ".join(ptrs))
         for d in decorators:
             w.line(d)
         w.line("@triton.jit")

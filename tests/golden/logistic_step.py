@@ -62,6 +62,7 @@ def _pow(x, y):
 
 # matmul_0: matmul kernel; stores t4
 #   t4:f32[100,1] = matmul x w   [computed; lecture_models.py:44]
+#   pointers: in_ptr0 = x, in_ptr1 = w, out_ptr0 = t4
 @triton.jit
 def matmul_0(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -97,6 +98,7 @@ def matmul_0(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N
 #   t15:f32[100,1] = neg t14   [inlined; lecture_models.py:45]
 #   t16:f32[] = sum[axis=(0, 1), keepdims=False] t15   [computed; lecture_models.py:45]
 #   t18:f32[] = div t16 100.0   [computed; lecture_models.py:45]
+#   pointers: in_ptr0 = y, in_ptr1 = t4, in_ptr2 = b, out_ptr0 = t18
 @triton.jit
 def reduce_1(in_ptr0, in_ptr1, in_ptr2, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr):
     xoffset = tl.program_id(0) * XBLOCK
@@ -137,6 +139,7 @@ def reduce_1(in_ptr0, in_ptr1, in_ptr2, out_ptr0, xnumel, rnumel, XBLOCK: tl.con
 #   t39:f32[3,1] = matmul t38 t33   # grad   [computed; test_triton_golden.py:34]
 #   t40:f32[3,1] = fn[expr=a0 - 0.5*a1] w t39   # update   [computed; test_triton_golden.py:34]
 #   t41:f32[1] = fn[expr=a0 - 0.5*a1] b t35   # update   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = x, in_ptr1 = t4, in_ptr2 = b, in_ptr3 = y, in_ptr4 = w, out_ptr0 = t40, out_ptr1 = t41
 @triton.jit
 def matmul_2(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, out_ptr0, out_ptr1, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)

@@ -76,6 +76,7 @@ def _pow(x, y):
 
 # matmul_0: matmul kernel; stores t4
 #   t4:f32[64,120] = matmul x w1   [computed; lecture_models.py:31]
+#   pointers: in_ptr0 = x, in_ptr1 = w1, out_ptr0 = t4
 @triton.jit
 def matmul_0(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -101,6 +102,7 @@ def matmul_0(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N
 #   t5:f32[64,120] = add t4 b1   [inlined; lecture_models.py:31]
 #   t6:f32[64,120] = relu t5   [inlined; lecture_models.py:33]
 #   t9:f32[64,84] = matmul t6 w2   [computed; lecture_models.py:31]
+#   pointers: in_ptr0 = t4, in_ptr1 = b1, in_ptr2 = w2, out_ptr0 = t9
 @triton.jit
 def matmul_1(in_ptr0, in_ptr1, in_ptr2, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -127,6 +129,7 @@ def matmul_1(in_ptr0, in_ptr1, in_ptr2, out_ptr0, M, N, K, BLOCK_M: tl.constexpr
 #   t10:f32[64,84] = add t9 b2   [inlined; lecture_models.py:31]
 #   t11:f32[64,84] = relu t10   [inlined; lecture_models.py:33]
 #   t14:f32[64,10] = matmul t11 w3   [computed; lecture_models.py:31]
+#   pointers: in_ptr0 = t9, in_ptr1 = b2, in_ptr2 = w3, out_ptr0 = t14
 @triton.jit
 def matmul_2(in_ptr0, in_ptr1, in_ptr2, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -162,6 +165,7 @@ def matmul_2(in_ptr0, in_ptr1, in_ptr2, out_ptr0, M, N, K, BLOCK_M: tl.constexpr
 #   t30:f32[64,10] = broadcast_to[shape=(64, 10)] t29   # grad   [inlined; test_triton_golden.py:34]
 #   t31:f32[64,10] = fn[expr=a0*a1] t16 t30   # grad   [inlined; test_triton_golden.py:34]
 #   t33:f32[64,1] = sum[axis=(1,), keepdims=True] t31   # grad   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = t14, in_ptr1 = b3, in_ptr2 = labels, out_ptr0 = t17, out_ptr1 = t19, out_ptr2 = t33
 @triton.jit
 def rowwise_3(in_ptr0, in_ptr1, in_ptr2, out_ptr0, out_ptr1, out_ptr2, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr):
     xoffset = tl.program_id(0) * XBLOCK
@@ -210,6 +214,7 @@ def rowwise_3(in_ptr0, in_ptr1, in_ptr2, out_ptr0, out_ptr1, out_ptr2, xnumel, r
 #   t20:f32[64] = neg t19   [inlined; lecture_models.py:34]
 #   t21:f32[] = sum[axis=(0,), keepdims=False] t20   [computed; lecture_models.py:34]
 #   t23:f32[] = div t21 64.0   [computed; lecture_models.py:34]
+#   pointers: in_ptr0 = t19, out_ptr0 = t23
 @triton.jit
 def reduce_4(in_ptr0, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr):
     xoffset = tl.program_id(0) * XBLOCK
@@ -239,6 +244,7 @@ def reduce_4(in_ptr0, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl
 #   t35:f32[64,10] = sub t31 t34   # grad   [inlined; test_triton_golden.py:34]
 #   t38:f32[10,84] = transpose[perm=(1, 0)] w3   # grad   [inlined; test_triton_golden.py:34]
 #   t39:f32[64,84] = matmul t35 t38   # grad   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = labels, in_ptr1 = t17, in_ptr2 = t33, in_ptr3 = w3, out_ptr0 = t39
 @triton.jit
 def matmul_5(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -281,6 +287,7 @@ def matmul_5(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.
 #   t41:f32[84,10] = matmul t40 t35   # grad   [computed; test_triton_golden.py:34]
 #   t60:f32[84,10] = fn[expr=a0 - 0.1*a1] w3 t41   # update   [computed; test_triton_golden.py:34]
 #   t61:f32[10] = fn[expr=a0 - 0.1*a1] b3 t37   # update   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = t9, in_ptr1 = b2, in_ptr2 = labels, in_ptr3 = t17, in_ptr4 = t33, in_ptr5 = w3, in_ptr6 = b3, out_ptr0 = t60, out_ptr1 = t61
 @triton.jit
 def matmul_6(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, in_ptr5, in_ptr6, out_ptr0, out_ptr1, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -316,6 +323,7 @@ def matmul_6(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, in_ptr5, in_ptr6, out_
 #   t42:f32[64,84] = fn[expr=a1*Step(a0)] t10 t39   # grad   [inlined; test_triton_golden.py:34]
 #   t45:f32[84,120] = transpose[perm=(1, 0)] w2   # grad   [inlined; test_triton_golden.py:34]
 #   t46:f32[64,120] = matmul t42 t45   # grad   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = t9, in_ptr1 = b2, in_ptr2 = t39, in_ptr3 = w2, out_ptr0 = t46
 @triton.jit
 def matmul_7(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -350,6 +358,7 @@ def matmul_7(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.
 #   t48:f32[120,84] = matmul t47 t42   # grad   [computed; test_triton_golden.py:34]
 #   t58:f32[120,84] = fn[expr=a0 - 0.1*a1] w2 t48   # update   [computed; test_triton_golden.py:34]
 #   t59:f32[84] = fn[expr=a0 - 0.1*a1] b2 t44   # update   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = t4, in_ptr1 = b1, in_ptr2 = t9, in_ptr3 = b2, in_ptr4 = t39, in_ptr5 = w2, out_ptr0 = t58, out_ptr1 = t59
 @triton.jit
 def matmul_8(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, in_ptr5, out_ptr0, out_ptr1, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -389,6 +398,7 @@ def matmul_8(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, in_ptr5, out_ptr0, out
 #   t55:f32[256,120] = matmul t54 t49   # grad   [computed; test_triton_golden.py:34]
 #   t56:f32[256,120] = fn[expr=a0 - 0.1*a1] w1 t55   # update   [computed; test_triton_golden.py:34]
 #   t57:f32[120] = fn[expr=a0 - 0.1*a1] b1 t51   # update   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = x, in_ptr1 = t4, in_ptr2 = b1, in_ptr3 = t46, in_ptr4 = w1, out_ptr0 = t56, out_ptr1 = t57
 @triton.jit
 def matmul_9(in_ptr0, in_ptr1, in_ptr2, in_ptr3, in_ptr4, out_ptr0, out_ptr1, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)

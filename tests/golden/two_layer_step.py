@@ -68,6 +68,7 @@ def _pow(x, y):
 
 # matmul_0: matmul kernel; stores t4
 #   t4:f32[64,100] = matmul x w1   [computed; lecture_models.py:19]
+#   pointers: in_ptr0 = x, in_ptr1 = w1, out_ptr0 = t4
 @triton.jit
 def matmul_0(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -92,6 +93,7 @@ def matmul_0(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N
 # matmul_1: matmul kernel; stores t6
 #   t5:f32[64,100] = clamp[min=0.0, max=None] t4   [inlined; lecture_models.py:19]
 #   t6:f32[64,10] = matmul t5 w2   [computed; lecture_models.py:19]
+#   pointers: in_ptr0 = t4, in_ptr1 = w2, out_ptr0 = t6
 @triton.jit
 def matmul_1(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -117,6 +119,7 @@ def matmul_1(in_ptr0, in_ptr1, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N
 #   t7:f32[64,10] = sub t6 y   [inlined; lecture_models.py:19]
 #   t8:f32[64,10] = scalar_pow[exponent=2] t7   [inlined; lecture_models.py:19]
 #   t9:f32[] = sum[axis=(0, 1), keepdims=False] t8   [computed; lecture_models.py:19]
+#   pointers: in_ptr0 = t6, in_ptr1 = y, out_ptr0 = t9
 @triton.jit
 def reduce_2(in_ptr0, in_ptr1, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr):
     xoffset = tl.program_id(0) * XBLOCK
@@ -142,6 +145,7 @@ def reduce_2(in_ptr0, in_ptr1, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, R
 #   t13:f32[64,10] = fn[expr=2*a0*a1] t7 t12   # grad   [inlined; test_triton_golden.py:34]
 #   t14:f32[10,100] = transpose[perm=(1, 0)] w2   # grad   [inlined; test_triton_golden.py:34]
 #   t15:f32[64,100] = matmul t13 t14   # grad   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = t6, in_ptr1 = y, in_ptr2 = w2, out_ptr0 = t15
 @triton.jit
 def matmul_3(in_ptr0, in_ptr1, in_ptr2, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -173,6 +177,7 @@ def matmul_3(in_ptr0, in_ptr1, in_ptr2, out_ptr0, M, N, K, BLOCK_M: tl.constexpr
 #   t16:f32[100,64] = transpose[perm=(1, 0)] t5   # grad   [inlined; test_triton_golden.py:34]
 #   t17:f32[100,10] = matmul t16 t13   # grad   [computed; test_triton_golden.py:34]
 #   t24:f32[100,10] = fn[expr=a0 - 1.0e-6*a1] w2 t17   # update   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = t4, in_ptr1 = t6, in_ptr2 = y, in_ptr3 = w2, out_ptr0 = t24
 @triton.jit
 def matmul_4(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -201,6 +206,7 @@ def matmul_4(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.
 #   t21:f32[1000,64] = transpose[perm=(1, 0)] x   # grad   [inlined; test_triton_golden.py:34]
 #   t22:f32[1000,100] = matmul t21 t18   # grad   [computed; test_triton_golden.py:34]
 #   t23:f32[1000,100] = fn[expr=a0 - 1.0e-6*a1] w1 t22   # update   [computed; test_triton_golden.py:34]
+#   pointers: in_ptr0 = x, in_ptr1 = t4, in_ptr2 = t15, in_ptr3 = w1, out_ptr0 = t23
 @triton.jit
 def matmul_5(in_ptr0, in_ptr1, in_ptr2, in_ptr3, out_ptr0, M, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
