@@ -1,6 +1,7 @@
 """Training steps against PyTorch: the same model, the same initial weights, the same data,
 step after step. The reference loops run in float64 (the exact trajectory); graphc runs the
-models as declared, in float32, on every backend of tests/conftest.py.
+models as declared (float32 params; one model mixes in float64 inputs), on every backend of
+tests/conftest.py.
 """
 
 from __future__ import annotations
