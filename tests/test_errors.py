@@ -46,7 +46,7 @@ def test_errors_are_also_the_matching_builtin_exceptions() -> None:
 
 
 def _classifier(backend: Backend, momentum: float = 0.9, **options: object) -> gc.Program:
-    with gc.Graph("clf") as g:
+    with gc.Graph("clf"):
         x = gc.input("x", (4, 3))
         labels = gc.input("labels", (4,), dtype="int64")
         w = gc.param("w", (3, 2), init="linear")
@@ -85,7 +85,7 @@ def test_a_failing_step_leaves_params_and_optimizer_state_bit_identical(backend:
 
 
 def test_a_step_stopped_by_check_finite_changes_no_param() -> None:
-    with gc.Graph("nan") as g:
+    with gc.Graph("nan"):
         x = gc.input("x", (3,))
         w = gc.param("w", (3,), value=np.ones(3))
         loss = gc.sum(gc.log(x * w))

@@ -15,8 +15,6 @@ safe domain, away from kinks.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 import sympy as sp
@@ -25,7 +23,7 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from fuzz_report import count
-from fuzzgraphs import (FUZZ_OPS, MAX_DRAWS, Built, Source, build, call, draw_feeds, graph_specs, redraw_reason,
+from fuzzgraphs import (FUZZ_OPS, MAX_DRAWS, Built, build, call, draw_feeds, graph_specs, redraw_reason,
                         to_numpy, triton_available)
 
 pytest_plugins = ["fuzz_report"]

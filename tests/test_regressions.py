@@ -53,6 +53,12 @@ REGRESSIONS: dict[str, Regression] = {
         GraphSpec((Source("x0", (1, 1, 2)), Step("softmax", (0,), (("axis", 1),)))),
         "softmax along a middle axis of size 1: the kernel's pointer block has the wrong shape", "triton",
         open_bug="Expected pointer argument to have shape"),
+    "triton_reshape_and_transpose_of_one_fused_value": Regression(
+        GraphSpec((Source("x0", (1, 2)), Step("log_softmax", (0,), (("axis", 0),)), Step("abs", (1,)),
+                   Step("reshape", (2,), (("shape", (1, 1, 2)),)), Step("transpose", (2,), (("perm", (0, 1)),)))),
+        "a value read through a reshape and an (identity) transpose by the backward pass: fusion raises "
+        "NotFusable ('is read at another position than it was computed') instead of splitting the kernel",
+        "triton", open_bug="is read at another position than it was computed"),
 }
 
 OPEN_BUGS: dict[str, str] = {name: r.open_bug for name, r in REGRESSIONS.items() if r.open_bug}

@@ -112,7 +112,7 @@ INFINITE = np.array([[np.inf, 0.0], [-np.inf, 0.0], [np.inf, -np.inf], [-np.inf,
 
 def _compile(name: str, backend: Backend | None) -> Callable[[np.ndarray], list[np.ndarray]]:
     """out and d sum(out)/dz for rows of logits; backend None is the float64 reference."""
-    with gc.Graph(name) as g:
+    with gc.Graph(name):
         z = gc.input("z", FINITE.shape)
         out = PATTERNS[name].build(z)
     dz = gc.grad(gc.sum(out), z)
@@ -153,7 +153,7 @@ def test_lecture_naive_logistic_cost_has_the_textbook_gradient() -> None:
     """-mean(y log s(z) + (1 - y) log(1 - s(z))) gives (s(z) - y)/m, finite at |z| = 60 in float32."""
     z_v = np.array([60.0, -60.0, 3.0, -0.5], dtype=np.float32)
     y_v = np.array([0.0, 1.0, 1.0, 0.0], dtype=np.float32)
-    with gc.Graph("logistic") as g:
+    with gc.Graph("logistic"):
         z = gc.input("z", (4,))
         y = gc.input("y", (4,))
         s = gc.sigmoid(z)
@@ -200,7 +200,7 @@ def _rows() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("op", sorted(UNARY) + sorted(BINARY))
 def test_nan_and_inf_propagate_as_in_torch(op: str, backend: Backend) -> None:
     a_v, b_v = _rows()
-    with gc.Graph(op) as g:
+    with gc.Graph(op):
         a = gc.input("a", (6, 6))
         b = gc.input("b", (6, 6))
         out = UNARY[op][0](a) if op in UNARY else BINARY[op][0](a, b)
@@ -215,7 +215,7 @@ def test_nan_and_inf_propagate_as_in_torch(op: str, backend: Backend) -> None:
 
 def test_maximum_propagates_nan_from_either_side() -> None:
     """Regression: maximum(nan, 1) was 1 (the NaN lost the first test, then won `Ne(a, b)` for b)."""
-    with gc.Graph("nan") as g:
+    with gc.Graph("nan"):
         a = gc.input("a", (2,))
         b = gc.input("b", (2,))
         outs = [gc.maximum(a, b), gc.minimum(a, b)]
