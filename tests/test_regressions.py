@@ -46,13 +46,12 @@ REGRESSIONS: dict[str, Regression] = {
         "float32 @ float64: tl.dot asserted 'Both operands must be same dtype' (fixed in b74d0f7)", "triton"),
     "triton_abs_of_exp_prints_re": Regression(
         GraphSpec((Source("x0", ()), Step("exp", (0,)), Step("abs", (1,)))),
-        "the gradient of |exp(x)|: the Triton printer is handed sympy's re() around a CSE temporary "
-        "(re(tmp0)) and raises TritonPrintError", "triton",
-        open_bug="cannot print re"),
+        "the gradient of |exp(x)|: the Triton printer was handed sympy's re() around a CSE temporary "
+        "(re(tmp0)) and raised TritonPrintError (fixed in the Triton backend)", "triton"),
     "triton_softmax_over_size_one_middle_axis": Regression(
         GraphSpec((Source("x0", (1, 1, 2)), Step("softmax", (0,), (("axis", 1),)))),
-        "softmax along a middle axis of size 1: the kernel's pointer block has the wrong shape", "triton",
-        open_bug="Expected pointer argument to have shape"),
+        "softmax along a middle axis of size 1: the kernel's pointer block had the wrong shape "
+        "('Expected pointer argument to have shape') (fixed in the Triton backend)", "triton"),
     "triton_reshape_and_transpose_of_one_fused_value": Regression(
         GraphSpec((Source("x0", (1, 2)), Step("log_softmax", (0,), (("axis", 0),)), Step("abs", (1,)),
                    Step("reshape", (2,), (("shape", (1, 1, 2)),)), Step("transpose", (2,), (("perm", (0, 1)),)))),
