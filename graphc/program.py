@@ -26,6 +26,7 @@ class Program:
         # stored in the param's own dtype, as torch keeps a param's dtype; only those pay a conversion.
         node = plan.graph.node
         self._narrowed = {pid for pid, uid in plan.updates.items() if node(uid).dtype != node(pid).dtype}
+        self._declared = {n.name for n in plan.graph.by_name().values() if n.op in ("input", "param")}
 
     # -- what users read -------------------------------------------------------------
     @property
@@ -83,7 +84,9 @@ class Program:
 
     def __call__(self, **feeds: Any) -> Any:
         plan = self.plan
-        unknown = sorted(set(feeds) - set(plan.inputs) - set(plan.params))
+        # Names the graph declares but this program does not read are accepted and ignored, so the
+        # feeds of a training step also drive a prediction program compiled from the same graph.
+        unknown = sorted(set(feeds) - self._declared)
         if unknown:
             raise FeedError(f"unknown feed {unknown[0]!r}",
                             hint=f"this program takes inputs {sorted(plan.inputs)} and params {sorted(plan.params)}")
@@ -99,8 +102,9 @@ class Program:
         outputs, updated = self.executable.run(fed, params)
         for pid in self._narrowed:
             updated[pid] = self.executable.asarray(updated[pid], plan.graph.node(pid))
-        # Only now, after the whole step succeeded, do params change.
-        self._state = {**params, **updated}
+        # Only now, after the whole step succeeded, do params change. A param fed for this call
+        # is not kept, unless the step updated it (then it trained from the fed value).
+        self._state = {**self._state, **updated}
         return outputs[0] if self._single else tuple(outputs)
 
 
