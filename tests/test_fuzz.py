@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import graphc as gc
 from backends.numpy_ref import lowering
 from fuzz_report import count
-from fuzzgraphs import FUZZ_OPS, GraphSpec, Source, Step, check_spec, graph_specs, triton_available
+from fuzzgraphs import FUZZ_OPS, GraphSpec, Source, Step, check_spec, graph_specs, mismatches, triton_available
 from test_regressions import known_bug
 
 pytest_plugins = ["fuzz_report"]
@@ -105,8 +105,6 @@ def test_fuzzer_redraws_inputs_at_kinks() -> None:
 
 
 def test_mismatch_report_names_the_output() -> None:
-    from fuzzgraphs import mismatches
-
     bad = mismatches(["node 3 (exp)"], [np.ones(2)], [np.array([1.0, 1.1])], tol=1e-4)
     assert len(bad) == 1 and bad[0].startswith("node 3 (exp): max error 0.1")
     assert mismatches(["n"], [np.array([np.inf, 1.0])], [np.array([np.nan, 1.0])], tol=1e-4)
