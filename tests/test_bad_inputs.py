@@ -337,3 +337,18 @@ def test_labels_out_of_range_are_caught_on_every_backend(backend: Backend) -> No
         backend.compile(m.loss)(x=np.ones((3, 4)), labels=np.array([0, 2, 1]))
     with pytest.raises(gc.NumericError, match="out of range"):
         backend.compile(m.loss)(x=np.ones((3, 4)), labels=np.array([0, -1, 1]))
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=pytest.mark.xfail(strict=True, raises=KeyError, reason="open bug: the Triton backend "
+                                            "raises a bare KeyError('cummax') for an op it cannot lower"))
+    if b.id == "triton" else b for b in BACKENDS], ids=str)
+def test_an_op_a_backend_cannot_lower_is_an_unknown_op_error(backend: Backend,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(gc.OPS, "cummax", OpDef("cummax", ROWWISE, 1, shape=same_shape, dtype=lambda d, a: d[0],
+                                                 attrs=("axis",)))
+    m = model()
+    out = gc.apply("cummax", m.x, axis=1)
+    with pytest.raises(gc.UnknownOpError, match="cannot lower op 'cummax'") as info:
+        backend.compile(out)
+    assert "(cummax, f32[3,4])" in str(info.value) and "test_bad_inputs.py:" in str(info.value)
