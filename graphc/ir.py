@@ -89,6 +89,7 @@ class Graph:
         self.closed = False
         self.uid = next(Graph._ids)
         self.scalar_consts: dict[tuple[float, str], int] = {}  # (value, dtype) -> const node id
+        self._order: list[int] | None = None  # cached toposort; every mutating method clears it
 
     # -- context -----------------------------------------------------------------
     def __enter__(self) -> "Graph":
@@ -121,6 +122,7 @@ class Graph:
         """Append a node (no checking: dsl.apply checks before calling this)."""
         node = Node(id=self._next, op=op, inputs=tuple(inputs), shape=tuple(shape), dtype=dtype, **kw)
         self._next += 1
+        self._order = None
         self.nx.add_node(node.id, node=node)
         for pos, src in enumerate(node.inputs):
             self.nx.add_edge(src, node.id, key=pos)
@@ -129,6 +131,7 @@ class Graph:
     def replace(self, nid: int, op: str, inputs: Iterable[int], attrs: dict[str, Any]) -> None:
         """Rewrite a node in place (same id, shape and dtype) so Tensor handles stay valid."""
         node = self.node(nid)
+        self._order = None
         for src, _, key in list(self.nx.in_edges(nid, keys=True)):
             self.nx.remove_edge(src, nid, key=key)
         node.op, node.inputs, node.attrs = op, tuple(inputs), dict(attrs)
@@ -140,6 +143,7 @@ class Graph:
         self.nx.remove_nodes_from([n for n in range(first_new, self._next) if n in self.nx])
         self.scalar_consts = {k: v for k, v in self.scalar_consts.items() if v < first_new}
         self._next = first_new
+        self._order = None
 
     def node(self, nid: int) -> Node:
         return self.nx.nodes[nid]["node"]
@@ -157,13 +161,25 @@ class Graph:
     def consumers(self, nid: int) -> list[int]:
         return sorted(set(self.nx.successors(nid)))
 
-    def toposort(self, among: Iterable[int] | None = None) -> list[int]:
-        """Topological order, ties broken by creation order (stable, readable)."""
-        sub = self.nx if among is None else self.nx.subgraph(among)
+    def toposort(self, among: Iterable[int] | None = None, fresh: bool = False) -> list[int]:
+        """Topological order, ties broken by creation order (stable, readable).
+
+        The whole graph's order is computed once per edit and filtered for `among`: passes ask
+        for it many times, and sorting is most of a cached compile's time. `fresh=True` (the
+        verifier) sorts again, so edges added to `self.nx` by hand are seen.
+        """
+        if self._order is None or fresh:
+            self._order = self._sort()
+        if among is None:
+            return list(self._order)
+        keep = set(among)
+        return [n for n in self._order if n in keep]
+
+    def _sort(self) -> list[int]:
         try:
-            return list(nx.lexicographical_topological_sort(sub))
+            return list(nx.lexicographical_topological_sort(self.nx))
         except nx.NetworkXUnfeasible:
-            cycle = nx.find_cycle(sub)
+            cycle = nx.find_cycle(self.nx)
             raise CycleError(
                 "the graph has a cycle: " + " -> ".join(self.node(u).label for u, *_ in cycle),
                 node=self.node(cycle[0][0]),

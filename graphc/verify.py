@@ -10,7 +10,7 @@ from .ops import OPS, SOURCE
 
 def verify(graph: Graph) -> Graph:
     """Raise a GraphError naming the first node that breaks an invariant; else return graph."""
-    order = graph.toposort()  # raises CycleError
+    order = graph.toposort(fresh=True)  # raises CycleError
     for nid in order:
         node = graph.node(nid)
         if node.id != nid:
