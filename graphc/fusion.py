@@ -414,7 +414,9 @@ class _Analysis:
 
         def load(b: int, index: Index) -> sp.Expr:
             reads.append((b, index.offset(), numel(index.shape)))
-            return sp.Symbol(f"load{len(reads)}")
+            # real, like the formulas' own symbols: sympy's assumption queries on non-real
+            # symbols grow exponentially with the nesting of tanh/exp/...
+            return sp.Symbol(f"load{len(reads)}", real=True)
 
         inl = Inliner(self.graph, self.mat, load)
         node = self.graph.node(nid)

@@ -151,3 +151,16 @@ def test_arena_buffers_never_overlap_while_both_live() -> None:
     mem = plan_memory(plan)  # node by node: many short-lived buffers
     assert len(set(mem.offsets.values())) < len(mem.offsets)  # some bytes serve two buffers in turn
     assert mem.peak_bytes < sum(-(-int(np.prod(plan.graph.node(n).shape)) * 4 // 64) * 64 for n in mem.offsets)
+
+
+def test_inlining_is_bounded_by_materializing_costly_expressions() -> None:
+    """x <- x*x + x, twelve times: inlined as a tree it would have thousands of ops."""
+    from graphc.fusion import INLINE_COST_LIMIT
+
+    with gc.Graph("deep"):
+        x = gc.input("x", (5,))
+        for _ in range(12):
+            x = x * x + x
+    sched = schedule(build_plan([x]))
+    kept = [n for n in sched.materialized if sched.plan.graph.node(n).op not in ("input", "const")]
+    assert len(kept) > 1 and INLINE_COST_LIMIT < 100

@@ -234,3 +234,14 @@ def test_cross_entropy_and_its_logits_gradient_in_one_row_kernel() -> None:
     assert "pass 4: what needs the row reductions" in prog.source
     for want, got in zip(gc.compile([loss, dz], backend="numpy", dtype="float64")(**feed), prog(**feed)):
         np.testing.assert_allclose(as_np(got), want, rtol=1e-5, atol=1e-7)
+
+
+def test_deep_pointwise_chain_matches_numpy() -> None:
+    with gc.Graph("deep"):
+        x = gc.input("x", (17,))
+        y = x
+        for _ in range(12):
+            y = gc.tanh(y * y + y)
+    xv = np.linspace(-1, 1, 17).astype(np.float32)
+    want = gc.compile(y, backend="numpy", dtype="float64")(x=xv)
+    np.testing.assert_allclose(as_np(gc.compile(y, backend="triton")(x=xv)), want, rtol=1e-4, atol=1e-6)
