@@ -1,8 +1,17 @@
 """The Triton backend: a fused Schedule as readable Triton kernels, on a GPU or under the interpreter.
 
-Without a CUDA device this sets ``TRITON_INTERPRET=1`` before importing
-triton (Triton reads it when a kernel is decorated), says so once, and runs the
-same kernels on the CPU.
+    step = gc.compile(loss, optimizer=gc.optim.SGD(lr=0.1), backend="triton",
+                      precision="ieee",   # or "tf32": tensor-core fp32 products, ~1e-3 relative error
+                      cuda_graph=False,   # True: capture the whole step once, replay it (CUDA only)
+                      fuse=True,          # False: one kernel per materialized node (for debugging)
+                      autotune=None)      # matmul tiles autotuned on (M, N, K) on a GPU by default
+    print(step.source)                    # the complete generated module
+    print(step.report())                  # kernels, bytes read/written per call, arena size
+
+Kernel modules are cached as .py files under $GRAPHC_CACHE_DIR (default
+~/.cache/graphc). Without a CUDA device this sets ``TRITON_INTERPRET=1`` before
+importing triton (Triton reads it when a kernel is decorated), says so once,
+and runs the same kernels on the CPU.
 """
 
 from __future__ import annotations
