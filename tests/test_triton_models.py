@@ -245,3 +245,15 @@ def test_deep_pointwise_chain_matches_numpy() -> None:
     xv = np.linspace(-1, 1, 17).astype(np.float32)
     want = gc.compile(y, backend="numpy", dtype="float64")(x=xv)
     np.testing.assert_allclose(as_np(gc.compile(y, backend="triton")(x=xv)), want, rtol=1e-4, atol=1e-6)
+
+
+def test_reshape_of_a_transpose_inside_a_reduction() -> None:
+    """Index arithmetic with // and % of compound offsets (row * 12 + column) prints parenthesized."""
+    xv = np.arange(24, dtype=np.float32).reshape(4, 6) / 10
+    with gc.Graph("idx"):
+        x = gc.input("x", (4, 6))
+        y = gc.exp(gc.reshape(gc.transpose(x), (2, 12)))
+        outs = [gc.sum(y, axis=1), gc.max(gc.reshape(y, (3, 8)), axis=0)]
+    want = gc.compile(outs, backend="numpy", dtype="float64")(x=xv)
+    for w, g in zip(want, gc.compile(outs, backend="triton")(x=xv)):
+        np.testing.assert_allclose(as_np(g), w, rtol=1e-5)

@@ -36,6 +36,7 @@ EXACT = [
     (x ** 10, "tl.exp(10.0 * tl.log(tl.abs(x)))"),
     (x ** y, "_pow(x, y)"),
     (2 ** x, "tl.exp(x * 0.6931471805599453)"),
+    (sp.Float(0.25) ** (x - 1.5), "tl.exp((x - 1.5) * -1.3862943611198906)"),
     (sp.exp(x), "tl.exp(x)"),
     (sp.log(x), "tl.log(x)"),
     (sp.tanh(x), "_tanh(x)"),
@@ -61,6 +62,8 @@ EXACT = [
     (sp.nan, 'float("nan")'),
     (FloorDiv(x, 10), "(x // 10)"),
     (Rem(FloorDiv(x, 10), 64), "((x // 10) % 64)"),
+    (FloorDiv(x + 3 * y, 10), "((x + 3*y) // 10)"),
+    (Rem(x + y, 4), "((x + y) % 4)"),
     (AsFloat(x, 32), "(x).to(tl.float32)"),
 ]
 
@@ -82,6 +85,7 @@ NUMERIC = {
     "sigmoid": (Sigmoid(x), lambda v: 1 / (1 + np.exp(-v)), np.r_[-100, -20, -1, 0, 1, 20, 100]),
     "softplus": (Softplus(x), lambda v: np.logaddexp(0, v), np.r_[-1000, -30, -1e-3, 0, 1e-3, 1, 30, 1000]),
     "pow": (x ** y, np.power, (np.r_[-2, -2, -2, 0, 0, 3, 0.5], np.r_[3, 2, 0.5, 0, 2, -1.5, 4])),
+    "number_pow": (sp.Float(0.25) ** (x - 1.5), lambda v: 0.25 ** (v - 1.5), np.r_[-2, 0, 0.3, 4]),
     "relu_nan": (Relu(x), lambda v: np.maximum(v, 0), np.r_[np.nan, -1, 0, 2]),
     "max_nan": (sp.Max(x, y), np.maximum, (np.r_[np.nan, 1, 2], np.r_[0, np.nan, 1])),
     "sign": (sp.sign(x), np.sign, np.r_[-2, 0, 3]),

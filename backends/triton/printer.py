@@ -142,7 +142,7 @@ class TritonPrinter(PythonCodePrinter):
         base, exp = e.args
         if not exp.is_Number:
             if base.is_Number and base > 0:  # b ** x = exp(x * log b), log b folded
-                return f"tl.exp({self._print(exp)} * {_float(math.log(float(base)))})"
+                return f"tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'])} * {_float(math.log(float(base)))})"
             return f"_pow({self._print(base)}, {self._print(exp)})"
         v = float(exp)
         b = self._print(base)
@@ -162,16 +162,16 @@ class TritonPrinter(PythonCodePrinter):
                                hint="index arithmetic uses graphc.fusion.Rem")
 
     def _print_FloorDiv(self, e: sp.Expr) -> str:
-        a, b = e.args
-        return f"({self._print(a)} // {self._print(b)})"
+        a, b = (self.parenthesize(arg, PRECEDENCE["Mul"]) for arg in e.args)
+        return f"({a} // {b})"
 
     def _print_AsFloat(self, e: sp.Expr) -> str:
         x, bits = e.args
         return f"({self._print(x)}).to(tl.float{int(bits)})"
 
     def _print_Rem(self, e: sp.Expr) -> str:
-        a, b = e.args
-        return f"({self._print(a)} % {self._print(b)})"
+        a, b = (self.parenthesize(arg, PRECEDENCE["Mul"]) for arg in e.args)
+        return f"({a} % {b})"
 
     # -- elementwise functions ----------------------------------------------------------
     def _call(self, fn: str, e: sp.Function) -> str:
