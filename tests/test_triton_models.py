@@ -257,3 +257,20 @@ def test_reshape_of_a_transpose_inside_a_reduction() -> None:
     want = gc.compile(outs, backend="numpy", dtype="float64")(x=xv)
     for w, g in zip(want, gc.compile(outs, backend="triton")(x=xv)):
         np.testing.assert_allclose(as_np(g), w, rtol=1e-5)
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2), (2, 0, 1), (1, 2, 0), (2, 1, 0)])
+@pytest.mark.parametrize("shape", [(6, 4), (4, 3, 2), (24,), (2, 12)])
+def test_layout_chains_feeding_reductions_and_matmuls(perm: tuple, shape: tuple) -> None:
+    """transpose -> reshape -> broadcast -> reduce / matmul: every index map against NumPy."""
+    xv = np.random.default_rng(sum(shape)).standard_normal((2, 3, 4)).astype(np.float32)
+    with gc.Graph("layout"):
+        x = gc.input("x", (2, 3, 4))
+        r = gc.reshape(gc.transpose(gc.sigmoid(x), perm), shape)
+        flat = gc.reshape(r, (4, 6))
+        outs = [gc.sum(r, axis=0), gc.max(r, axis=-1, keepdims=True), gc.transpose(flat) @ flat,
+                gc.broadcast_to(gc.reshape(r, (1, 24)), (3, 24)) * 2.0, gc.softmax(flat, axis=0)]
+        outs.append(gc.grad(gc.sum(outs[2]) + gc.sum(outs[4] * outs[4]), x))
+    want = gc.compile(outs, backend="numpy", dtype="float64")(x=xv)
+    for w, g in zip(want, gc.compile(outs, backend="triton")(x=xv)):
+        np.testing.assert_allclose(as_np(g), w, rtol=1e-4, atol=1e-6)
