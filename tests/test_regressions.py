@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from fuzz_report import count
-from fuzzgraphs import GraphSpec, Source, Step, check_spec, triton_available
+from fuzzgraphs import Const, GraphSpec, Source, Step, check_spec, triton_available
 
 pytest_plugins = ["fuzz_report"]
 
@@ -55,9 +55,20 @@ REGRESSIONS: dict[str, Regression] = {
     "triton_reshape_and_transpose_of_one_fused_value": Regression(
         GraphSpec((Source("x0", (1, 2)), Step("log_softmax", (0,), (("axis", 0),)), Step("abs", (1,)),
                    Step("reshape", (2,), (("shape", (1, 1, 2)),)), Step("transpose", (2,), (("perm", (0, 1)),)))),
-        "a value read through a reshape and an (identity) transpose by the backward pass: fusion raises "
-        "NotFusable ('is read at another position than it was computed') instead of splitting the kernel",
-        "triton", open_bug="is read at another position than it was computed"),
+        "a value read through a reshape and an (identity) transpose by the backward pass: fusion raised "
+        "NotFusable ('is read at another position than it was computed') (fixed in the Triton backend)",
+        "triton"),
+    "triton_broadcast_of_a_reshaped_fn_flaky_inf": Regression(
+        GraphSpec((Source("p0", (2, 3, 3), domain="positive", param=True), Source("x1", (), domain="positive"),
+                   Source("x2", (3,), domain="positive"), Step("fn", (0, 2), (("expr", "log_ratio"),)),
+                   Source("x4", (), dtype="float64", domain="unit", wrt=False),
+                   Step("bce_with_logits", (1, 4), (("reduction", "mean"),)),
+                   Step("reshape", (3,), (("shape", (9, -1)),)), Step("abs", (6,)), Step("sub", (1, 7)),
+                   Step("maximum", (7, Const((1, 2), (-1.5, -1.5)))),
+                   Step("broadcast_to", (6,), (("shape", (3, 9, 2)),)))),
+        "seen once in the 10,000-graph run (seed 12345, graph 2,087): the broadcast_to output had inf in 9 of 54 "
+        "elements on the first call and was right on every rerun, a read of memory no kernel wrote; not "
+        "reproduced in isolation, so this test passes unless it becomes deterministic", "triton", seed=1751305),
 }
 
 OPEN_BUGS: dict[str, str] = {name: r.open_bug for name, r in REGRESSIONS.items() if r.open_bug}
