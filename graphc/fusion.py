@@ -181,6 +181,9 @@ def reduction_index(shape: Shape, axes: tuple[int, ...], x: sp.Expr, r: sp.Expr)
     """The input index of a reduction: kept axes unravel `x`, reduced axes unravel `r`."""
     kept = tuple(d for i, d in enumerate(shape) if i not in axes)
     red = tuple(d for i, d in enumerate(shape) if i in axes)
+    # a space of one element is always at 0, so neither form of the position mentions its variable
+    x = sp.Integer(0) if numel(kept) == 1 else x
+    r = sp.Integer(0) if numel(red) == 1 else r
     kx, rx = Index.of(kept, x).dims, Index.of(red, r).dims
     dims, ki, ri = [], iter(kx), iter(rx)
     for i in range(len(shape)):
@@ -202,6 +205,19 @@ Load = Callable[[int, Index], sp.Expr]  # (buffer node id, index) -> the loaded 
 
 class NotFusable(GraphError):
     """An in-kernel value was read at a position other than its own (internal to fusion)."""
+
+
+def same_position(index: Index, at: "Index | sp.Expr") -> bool:
+    """Whether `index` names the element a value was computed at (an Index, or its offset).
+
+    Two forms of one position need not be equal as sympy expressions (``4*x + r`` against
+    ``(x // 3)*12 + (x % 3)*4 + r``), so equal coordinates on the non-unit axes also count."""
+    if isinstance(at, Index):
+        coords = lambda i: [(d, n) for d, n in zip(i.dims, i.shape) if n != 1]  # noqa: E731
+        if coords(index) == coords(at):
+            return True
+        at = at.offset()
+    return sp.expand(index.offset() - at) == 0
 
 
 def literal(node: Node) -> sp.Expr:
@@ -227,11 +243,11 @@ class Inliner:
     """
 
     def __init__(self, graph: Graph, materialized: set[int], load: Load,
-                 in_kernel: dict[int, tuple[sp.Expr, sp.Expr]] | None = None):
+                 in_kernel: "dict[int, tuple[Index | sp.Expr, sp.Expr]] | None" = None):
         self.graph = graph
         self.materialized = materialized
         self.load = load
-        self.in_kernel = dict(in_kernel or {})  # node -> (offset it was computed at, value)
+        self.in_kernel = dict(in_kernel or {})  # node -> (Index or offset it was computed at, value)
         self.inlined: set[int] = set()
         self._memo: dict[tuple, sp.Expr] = {}
 
@@ -239,7 +255,7 @@ class Inliner:
         node = self.graph.node(nid)
         if nid in self.in_kernel:
             at, val = self.in_kernel[nid]
-            if sp.expand(index.offset() - at) != 0 or numel(index.shape) != numel(node.shape):
+            if not same_position(index, at) or numel(index.shape) != numel(node.shape):
                 raise NotFusable(f"{node.label} is read at another position than it was computed", node=node)
             return val
         if is_scalar_const(node):
@@ -709,6 +725,7 @@ def kernel_nodes(schedule: Schedule, k: Kernel) -> list[Node]:
 
 __all__ = [
     "AsFloat", "FloorDiv", "Group", "INLINE_COST_LIMIT", "Index", "Inliner", "Kernel", "LAYOUT_INDEX", "NotFusable", "Rem",
-    "Schedule", "broadcast_index", "index_symbol", "kernel_nodes", "numel", "reduction_index", "schedule",
+    "Schedule", "broadcast_index", "index_symbol", "kernel_nodes", "numel", "reduction_index", "same_position",
+    "schedule",
     "strides", "unfused_schedule",
 ]

@@ -171,7 +171,7 @@ class KernelCode:
             self.outs[nid] = f"out_ptr{len(self.outs)}"
         return self.outs[nid]
 
-    def inliner(self, phase: Phase, in_kernel: dict[int, tuple[sp.Expr, sp.Expr]]) -> Inliner:
+    def inliner(self, phase: Phase, in_kernel: dict[int, tuple[Index | sp.Expr, sp.Expr]]) -> Inliner:
         return Inliner(self.g, self.sched.materialized, phase.load, in_kernel)
 
     def node(self, nid: int) -> Node:
@@ -195,7 +195,7 @@ class KernelCode:
             w.comment(f"  {format_node(self.g, node).strip()}   [{how}; {node.source}]")
 
     def epilogue(self, w: CodeWriter, phase: Phase, group_nodes: list[int], domain: Callable[[Node], Index],
-                 in_kernel: dict[int, tuple[sp.Expr, sp.Expr]], mask: str, extra: list[sp.Expr] = (),
+                 in_kernel: dict[int, tuple[Index | sp.Expr, sp.Expr]], mask: str, extra: list[sp.Expr] = (),
                  store: list[int] | None = None) -> list[str]:
         """Compute the epilogue nodes at the domain, then store every stored node of the group (of `store`)."""
         inl = self.inliner(phase, in_kernel)
@@ -203,12 +203,13 @@ class KernelCode:
             if nid in in_kernel:
                 continue
             idx = domain(self.node(nid))
-            in_kernel[nid] = (idx.offset(), inl.define(nid, idx))
+            in_kernel[nid] = (idx, inl.define(nid, idx))
             inl.in_kernel[nid] = in_kernel[nid]
         stored = [n for n in (group_nodes if store is None else store) if n in self.k.stores]
         printed = phase.emit(w, [in_kernel[n][1] for n in stored] + list(extra))
         for nid, val in zip(stored, printed):
-            off = in_kernel[nid][0]
+            at = in_kernel[nid][0]
+            off = at.offset() if isinstance(at, Index) else at
             # An offset that ignores a block axis (a size-1 axis) is broadcast to the whole block:
             # the pointer must have the shape of the mask and the value.
             pad = "".join(f" + 0 * {s}" for s in phase.masks if s not in off.free_symbols)
@@ -366,7 +367,7 @@ def _rowwise(kc: KernelCode) -> tuple[str, Launch]:
     def outpass(phase: Phase) -> None:
         inl = kc.inliner(phase, {})
         yval = ROWWISE[y.op](inl.value(src.id, at), value_symbol("rowmax"), value_symbol("rowsum"))
-        in_kernel = {y.id: (at.offset(), yval)}
+        in_kernel = {y.id: (at, yval)}
         inl.in_kernel.update(in_kernel)
         svals = [inl.value(s.inputs[0], reduction_index(kc.node(s.inputs[0]).shape, s.attrs["axis"], x, r))
                  for s in sides]
@@ -389,7 +390,7 @@ def _rowwise(kc: KernelCode) -> tuple[str, Launch]:
 
         def latepass(phase: Phase) -> None:
             inl = kc.inliner(phase, {})
-            in_kernel = {y.id: (at.offset(), ROWWISE[y.op](inl.value(src.id, at), value_symbol("rowmax"),
+            in_kernel = {y.id: (at, ROWWISE[y.op](inl.value(src.id, at), value_symbol("rowmax"),
                                                            value_symbol("rowsum"))),
                          **{n: (row, v) for n, (_, v) in sums.items()}}
             kc.epilogue(w, phase, [*k.main.epilogue, *k.late], position, in_kernel, "xmask & rmask", store=k.late)

@@ -109,8 +109,8 @@ def reduce_1(in_ptr0, in_ptr1, in_ptr2, out_ptr0, xnumel, rnumel, XBLOCK: tl.con
     for roffset in range(0, rnumel, RBLOCK):
         rindex = roffset + rbase
         rmask = rindex < rnumel
-        tmp0 = tl.load(in_ptr0 + (rindex + 100*xindex), rmask & xmask)
-        tmp1 = tl.load(in_ptr1 + (rindex + 100*xindex), rmask & xmask)
+        tmp0 = tl.load(in_ptr0 + (rindex), rmask)
+        tmp1 = tl.load(in_ptr1 + (rindex), rmask)
         tmp2 = tl.load(in_ptr2 + (0))
         tmp3 = tmp1 + tmp2
         acc0 = acc0 + tl.where(xmask & rmask, tmp0*_softplus(-tmp3) + (1 - tmp0)*_softplus(tmp3), 0.0)

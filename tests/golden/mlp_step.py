@@ -225,7 +225,7 @@ def reduce_4(in_ptr0, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl
     for roffset in range(0, rnumel, RBLOCK):
         rindex = roffset + rbase
         rmask = rindex < rnumel
-        tmp0 = tl.load(in_ptr0 + (rindex + 64*xindex), rmask & xmask)
+        tmp0 = tl.load(in_ptr0 + (rindex), rmask)
         acc0 = acc0 + tl.where(xmask & rmask, -tmp0, 0.0)
     red0 = tl.sum(acc0, 1)[:, None]
     tl.store(out_ptr0 + (xindex), (0.015625)*red0, xmask)

@@ -130,8 +130,8 @@ def reduce_2(in_ptr0, in_ptr1, out_ptr0, xnumel, rnumel, XBLOCK: tl.constexpr, R
     for roffset in range(0, rnumel, RBLOCK):
         rindex = roffset + rbase
         rmask = rindex < rnumel
-        tmp0 = tl.load(in_ptr0 + (rindex + 640*xindex), rmask & xmask)
-        tmp1 = tl.load(in_ptr1 + (rindex + 640*xindex), rmask & xmask)
+        tmp0 = tl.load(in_ptr0 + (rindex), rmask)
+        tmp1 = tl.load(in_ptr1 + (rindex), rmask)
         tmp2 = tmp0 - tmp1
         acc0 = acc0 + tl.where(xmask & rmask, (tmp2 * tmp2), 0.0)
     red0 = tl.sum(acc0, 1)[:, None]
