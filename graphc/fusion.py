@@ -508,7 +508,8 @@ class _Fuser:
         return d
 
     def _mergeable(self, a: int, b: int) -> bool:
-        """Merging kernels a and b keeps the kernel graph acyclic."""
+        """Merging kernels a and b keeps the kernel graph acyclic (a direct edge between them is the
+        caller's to judge: it is legal only when the reader uses the value in place)."""
         d = nx.contracted_nodes(self.dag(), a, b, self_loops=False)
         return nx.is_directed_acyclic_graph(d)
 
@@ -541,7 +542,7 @@ class _Fuser:
                     continue
                 mm = self.g.node(host.main.roots[0])
                 if (r.inputs[0], r.attrs["axis"]) in ((mm.inputs[1], (0,)), (mm.inputs[0], (1,))) \
-                        and self._mergeable(host.index, k.index):
+                        and not self._depends(host, k) and self._mergeable(host.index, k.index):
                     self._absorb(host, k, None)
                     break
 
@@ -558,7 +559,8 @@ class _Fuser:
                     continue
                 if not self._reads_only_at(r.id, set(host.computed), set(host.main.roots)):
                     continue
-                if self._mergeable(host.index, k.index):
+                # the row kernel may feed the sum, never the other way (softmax of a sum)
+                if not nx.has_path(self.dag(), k.index, host.index) and self._mergeable(host.index, k.index):
                     self._absorb(host, k, host.sides[0] if host.sides else None)
 
     def _reads_only_at(self, nid: int, inside: set[int], allowed: set[int]) -> bool:

@@ -164,3 +164,13 @@ def test_inlining_is_bounded_by_materializing_costly_expressions() -> None:
     sched = schedule(build_plan([x]))
     kept = [n for n in sched.materialized if sched.plan.graph.node(n).op not in ("input", "const")]
     assert len(kept) > 1 and INLINE_COST_LIMIT < 100
+
+
+def test_a_softmax_of_a_sum_does_not_absorb_its_own_input() -> None:
+    """log_softmax(sum(|x|, keepdims)) along the summed axis: the sum feeds the row kernel, so it
+    cannot ride along it (found by the fuzzer)."""
+    with gc.Graph("feeds"):
+        x = gc.input("x", (1,))
+        y = gc.log_softmax(gc.sum(gc.abs(x), keepdims=True), axis=0)
+    sched = schedule(build_plan([y]))
+    assert [k.kind for k in sched] == ["reduce", "rowwise"] and not sched.kernels[1].sides
