@@ -69,6 +69,13 @@ REGRESSIONS: dict[str, Regression] = {
         "seen once in the 10,000-graph run (seed 12345, graph 2,087): the broadcast_to output had inf in 9 of 54 "
         "elements on the first call and was right on every rerun, a read of memory no kernel wrote; not "
         "reproduced in isolation, so this test passes unless it becomes deterministic", "triton", seed=1751305),
+    "triton_matmul_of_a_float64_fn_result_and_float32": Regression(
+        GraphSpec((Source("x1", (1, 2), dtype="float64", domain="positive"),
+                   Step("fn", (0, 0), (("expr", "log_ratio"),)), Step("add", (-0.5, 1)), Source("x11", (2, 1)),
+                   Step("matmul", (2, 3)))),
+        "found in the 10,000-graph run (seed 777, graph 5,221): a float64 fn result (log(x/x) + -0.5) times a "
+        "float32 matrix: tl.dot asserts 'Both operands must be same dtype' (the mixed-dtype fix of b74d0f7 "
+        "does not reach this kernel)", "triton", seed=1, open_bug="Both operands must be same dtype"),
 }
 
 OPEN_BUGS: dict[str, str] = {name: r.open_bug for name, r in REGRESSIONS.items() if r.open_bug}
