@@ -38,7 +38,10 @@ _GENERATOR_FILES = ("codegen.py", "printer.py", "runtime.py")
 
 
 def _generator_fingerprint() -> str:
-    """Hash of the code that writes modules: editing the generator invalidates the cache."""
+    """Hash of the code that writes modules: editing the generator invalidates the cache.
+
+    Taken once, when this module is imported (right after the generator's modules), so the key
+    describes the code this process runs even if the files are edited while it runs."""
     import graphc.fusion
     import graphc.memory
 
@@ -50,11 +53,14 @@ def _generator_fingerprint() -> str:
     return h.hexdigest()
 
 
+GENERATOR = _generator_fingerprint()
+
+
 def graph_key(plan: Plan, options: dict[str, Any]) -> str:
     """Everything the module text depends on, hashed."""
     g = plan.graph
     parts = [
-        _generator_fingerprint(),
+        GENERATOR,
         repr(sorted(options.items())),
         format_graph(g, plan.order, plan.outputs),
         repr(sorted(plan.updates.items())),
