@@ -76,6 +76,12 @@ REGRESSIONS: dict[str, Regression] = {
         "found in the 10,000-graph run (seed 777, graph 5,221): a float64 fn result (log(x/x) + -0.5) times a "
         "float32 matrix: tl.dot asserts 'Both operands must be same dtype' (the mixed-dtype fix of b74d0f7 "
         "does not reach this kernel)", "triton", seed=1, open_bug="Both operands must be same dtype"),
+    "triton_minimum_of_maximum_with_one_hot": Regression(
+        GraphSpec((Source("y0", (2,), dtype="int64", classes=2), Step("one_hot", (0,), (("num_classes", 2),)),
+                   Source("x2", ()), Step("maximum", (2, 1)), Step("minimum", (2, 3)))),
+        "found in the 10,000-graph run (seed 778, graph 489): minimum(x, maximum(x, one_hot(y))) and its "
+        "gradient: a kernel applies `|` to float operands ('bitwise_or' not supported under the interpreter)",
+        "triton", seed=1, open_bug="bitwise_or"),
 }
 
 OPEN_BUGS: dict[str, str] = {name: r.open_bug for name, r in REGRESSIONS.items() if r.open_bug}
