@@ -274,3 +274,19 @@ def test_layout_chains_feeding_reductions_and_matmuls(perm: tuple, shape: tuple)
     want = gc.compile(outs, backend="numpy", dtype="float64")(x=xv)
     for w, g in zip(want, gc.compile(outs, backend="triton")(x=xv)):
         np.testing.assert_allclose(as_np(g), w, rtol=1e-4, atol=1e-6)
+
+
+def test_float64_scalar_inside_a_float32_matmul_prologue() -> None:
+    """The fuzzer's case: a float64 loss term makes the gradient flowing into a float32 matmul float64."""
+    rng = np.random.default_rng(87)
+    with gc.Graph("mixed"):
+        x2 = gc.input("x2", (3, 2))
+        p1 = gc.input("p1", (2, 3))
+        x6 = gc.input("x6", (3, 3), dtype="float64")
+        z = x2 @ p1
+        loss = gc.bce_with_logits(z, 0.5, reduction="sum") + gc.l1_loss(z, x6)
+        grads = gc.grad(loss, [x2, p1, x6])
+    feed = {"x2": rng.standard_normal((3, 2)), "p1": rng.random((2, 3)) + 0.1, "x6": rng.standard_normal((3, 3))}
+    want = gc.compile([loss, *grads], backend="numpy", dtype="float64")(**feed)
+    for w, g in zip(want, gc.compile([loss, *grads], backend="triton")(**feed)):
+        np.testing.assert_allclose(as_np(g), w, rtol=1e-4, atol=1e-6)

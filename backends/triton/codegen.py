@@ -32,6 +32,7 @@ from .writer import CodeWriter
 
 INT32_LIMIT = 2**31
 
+TL_FLOAT = ("float32", "float64")
 TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int64": "tl.int64", "bool": "tl.int1"}
 
 #: Reduction ops: accumulator start value (by dtype kind) and how one step and the final fold print.
@@ -434,10 +435,12 @@ def _matmul(kc: KernelCode) -> tuple[str, Launch]:
         phase = Phase(kc, masks)
         inl = kc.inliner(phase, {})
         bits = 64 if c.dtype == "float64" else 32
-        # tl.dot takes operands of one dtype: the product's (float32 @ float64 runs in float64)
-        a_val, b_val = (v if n.dtype == c.dtype else AsFloat(v, bits) for v, n in (
-            (inl.value(a_node.id, Index(a_node.shape, (am, ak))), a_node),
-            (inl.value(b_node.id, Index(b_node.shape, (bk, bn))), b_node)))
+        # tl.dot takes operands of one dtype, the product's; when any value in the kernel has another
+        # dtype (float32 @ float64, a float64 scalar inside a float32 prologue) the tiles are converted
+        mixed = any(kc.node(n).dtype in TL_FLOAT and kc.node(n).dtype != c.dtype
+                    for n in (a_node.id, b_node.id, *k.reads))
+        a_val, b_val = (AsFloat(v, bits) if mixed else v for v in (
+            inl.value(a_node.id, Index(a_node.shape, (am, ak))), inl.value(b_node.id, Index(b_node.shape, (bk, bn)))))
         pa, pb = phase.emit(w, [a_val, b_val])
         # masked lanes must be 0, whatever the prologue makes of the 0 a masked load returns
         w.line(f"a = tl.where((am < M) & (ak < K), {pa}, 0.0)")
