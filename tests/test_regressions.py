@@ -74,22 +74,28 @@ REGRESSIONS: dict[str, Regression] = {
                    Step("fn", (0, 0), (("expr", "log_ratio"),)), Step("add", (-0.5, 1)), Source("x11", (2, 1)),
                    Step("matmul", (2, 3)))),
         "found in the 10,000-graph run (seed 777, graph 5,221): a float64 fn result (log(x/x) + -0.5) times a "
-        "float32 matrix: tl.dot asserts 'Both operands must be same dtype' (the mixed-dtype fix of b74d0f7 "
-        "does not reach this kernel)", "triton", seed=1, open_bug="Both operands must be same dtype"),
+        "float32 matrix: tl.dot asserted 'Both operands must be same dtype' (the mixed-dtype fix of b74d0f7 "
+        "had not reached this kernel; fixed in the Triton backend)", "triton", seed=1),
     "triton_minimum_of_maximum_with_one_hot": Regression(
         GraphSpec((Source("y0", (2,), dtype="int64", classes=2), Step("one_hot", (0,), (("num_classes", 2),)),
                    Source("x2", ()), Step("maximum", (2, 1)), Step("minimum", (2, 3)))),
         "found in the 10,000-graph run (seed 778, graph 489): minimum(x, maximum(x, one_hot(y))) and its "
-        "gradient: a kernel applies `|` to float operands ('bitwise_or' not supported under the interpreter)",
-        "triton", seed=1, open_bug="bitwise_or"),
+        "gradient: a kernel applied `|` to float operands ('bitwise_or' not supported under the interpreter; "
+        "fixed in the Triton backend)", "triton", seed=1),
+    "numpy_fast_negated_boolean_mask": Regression(
+        GraphSpec((Source("x0", ()), Source("x1", ()), Step("abs", (1,)), Step("sigmoid", (2,)), Step("log", (3,)),
+                   Step("clamp", (4,), (("max", -0.5), ("min", -1.0))), Step("abs", (5,)), Step("add", (4, 6)))),
+        "found in the 10,000-graph run (seed 779, graph 8,537): the NumPy fast path prints a clamp's 0/1 "
+        "derivative as a bool mask and then negates it with `-` (numpy refuses boolean negative)",
+        "numpy-fast", seed=0, open_bug="boolean negative"),
 }
 
-OPEN_BUGS: dict[str, str] = {name: r.open_bug for name, r in REGRESSIONS.items() if r.open_bug}
+OPEN_BUGS: dict[str, Regression] = {name: r for name, r in REGRESSIONS.items() if r.open_bug}
 
 
-def known_bug(message: str) -> str | None:
-    """The name of the open bug a failure message shows, if any."""
-    return next((name for name, sig in OPEN_BUGS.items() if sig in message), None)
+def known_bug(backend: str, message: str) -> str | None:
+    """The name of the open bug of `backend` that a failure message shows, if any."""
+    return next((name for name, r in OPEN_BUGS.items() if r.backend == backend and r.open_bug in message), None)
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
