@@ -290,3 +290,22 @@ def test_float64_scalar_inside_a_float32_matmul_prologue() -> None:
     want = gc.compile([loss, *grads], backend="numpy", dtype="float64")(**feed)
     for w, g in zip(want, gc.compile([loss, *grads], backend="triton")(**feed)):
         np.testing.assert_allclose(as_np(g), w, rtol=1e-4, atol=1e-6)
+
+
+def test_constant_float64_tile_and_scalar_conditions() -> None:
+    """Two fuzzer finds: a matmul whose float64 operand folds to a constant (log(x/x) - 0.5), and
+    min/max of a 0-d input against a one-hot (conditions mixing a scalar and a block)."""
+    with gc.Graph("fuzzed"):
+        x1 = gc.input("x1", (1, 2), dtype="float64")
+        x11 = gc.input("x11", (2, 1))
+        prod = (gc.log(x1 / x1) - 0.5) @ x11
+        y0 = gc.input("y0", (2,), dtype="int64")
+        x2 = gc.input("x2", ())
+        mm = gc.minimum(x2, gc.maximum(x2, gc.one_hot(y0, 2)))
+        grads = gc.grad(gc.sum(mm) + gc.sum(prod), [x2, x11])
+    feed = {"x1": np.array([[0.5, 2.0]]), "x11": np.array([[1.0], [-3.0]]), "y0": np.array([1, 0]),
+            "x2": np.float32(0.25)}
+    outs = [prod, mm, *grads]
+    want = gc.compile(outs, backend="numpy", dtype="float64")(**feed)
+    for w, g in zip(want, gc.compile(outs, backend="triton")(**feed)):
+        np.testing.assert_allclose(as_np(g), w, rtol=1e-5)

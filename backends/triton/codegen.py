@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import sympy as sp
 
 from graphc.errors import UnknownOpError
-from graphc.fusion import AsFloat, Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index
+from graphc.fusion import Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index
 from graphc.ir import Node
 from graphc.memory import MemoryPlan
 from graphc.printing import format_node
@@ -439,12 +439,13 @@ def _matmul(kc: KernelCode) -> tuple[str, Launch]:
         # dtype (float32 @ float64, a float64 scalar inside a float32 prologue) the tiles are converted
         mixed = any(kc.node(n).dtype in TL_FLOAT and kc.node(n).dtype != c.dtype
                     for n in (a_node.id, b_node.id, *k.reads))
-        a_val, b_val = (AsFloat(v, bits) if mixed else v for v in (
-            inl.value(a_node.id, Index(a_node.shape, (am, ak))), inl.value(b_node.id, Index(b_node.shape, (bk, bn)))))
-        pa, pb = phase.emit(w, [a_val, b_val])
+        # (a constant tile is float32 too: float64 products always convert)
+        cast = f".to(tl.float{bits})" if mixed or bits == 64 else ""
+        pa, pb = phase.emit(w, [inl.value(a_node.id, Index(a_node.shape, (am, ak))),
+                                inl.value(b_node.id, Index(b_node.shape, (bk, bn)))])
         # masked lanes must be 0, whatever the prologue makes of the 0 a masked load returns
-        w.line(f"a = tl.where((am < M) & (ak < K), {pa}, 0.0)")
-        w.line(f"b = tl.where((bk < K) & (bn < N), {pb}, 0.0)")
+        w.line(f"a = tl.where((am < M) & (ak < K), {pa}, 0.0){cast}")
+        w.line(f"b = tl.where((bk < K) & (bn < N), {pb}, 0.0){cast}")
         w.line(f'acc = tl.dot(a, b, acc, input_precision="{precision}")')
         for i, s in enumerate(sides):
             w.line(f"side{i} = side{i} + tl.sum({side_of[s.id]}, {0 if side_of[s.id] == 'b' else 1})")

@@ -253,11 +253,21 @@ class TritonPrinter(PythonCodePrinter):
         op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[e.rel_op]
         return f"({self._print(e.lhs)} {op} {self._print(e.rhs)})"
 
+    # And/Or as where(): an operand may be a scalar (a condition on a 0-d load) and another a block,
+    # and Triton's interpreter rejects `scalar & block` (the GPU accepts both forms).
     def _print_And(self, e: sp.Expr) -> str:
-        return "(" + " & ".join(self._print(a) for a in e.args) + ")"
+        *rest, last = [self._print(a) for a in e.args]
+        out = last
+        for a in reversed(rest):
+            out = f"tl.where({a}, {out}, False)"
+        return out
 
     def _print_Or(self, e: sp.Expr) -> str:
-        return "(" + " | ".join(self._print(a) for a in e.args) + ")"
+        *rest, last = [self._print(a) for a in e.args]
+        out = last
+        for a in reversed(rest):
+            out = f"tl.where({a}, True, {out})"
+        return out
 
     def _print_Not(self, e: sp.Expr) -> str:
         return f"(~{self._print(e.args[0])})"
