@@ -86,8 +86,8 @@ REGRESSIONS: dict[str, Regression] = {
         GraphSpec((Source("x0", ()), Source("x1", ()), Step("abs", (1,)), Step("sigmoid", (2,)), Step("log", (3,)),
                    Step("clamp", (4,), (("max", -0.5), ("min", -1.0))), Step("abs", (5,)), Step("add", (4, 6)))),
         "found in the 10,000-graph run (seed 779, graph 8,537): the NumPy fast path prints a clamp's 0/1 "
-        "derivative as a bool mask and then negates it with `-` (numpy refuses boolean negative)",
-        "numpy-fast", seed=0, open_bug="boolean negative"),
+        "derivative as a bool mask and then negates it with `-` (numpy refuses boolean negative; fixed: "
+        "masks print as int8)", "numpy-fast", seed=0),
 }
 
 OPEN_BUGS: dict[str, Regression] = {name: r for name, r in REGRESSIONS.items() if r.open_bug}

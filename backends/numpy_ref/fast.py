@@ -53,9 +53,11 @@ class FastPrinter(GraphcNumPyPrinter):
         if cond != sp.true:
             return super()._print_Piecewise(e)
         if len(pieces) == 1 and {pieces[0][0], last} == {sp.S.Zero, sp.S.One}:
-            # A 0/1 mask (a clamp's or maximum's derivative) stays bool: bool * float32 is float32.
+            # A 0/1 mask (a clamp's or maximum's derivative) as int8: int8 * float32 stays float32,
+            # and unlike a bool array it can be negated (-mask appears in gradients of -x).
             mask = self._print(pieces[0][1])
-            return mask if pieces[0][0] == 1 else f"numpy.logical_not({mask})"
+            mask = mask if pieces[0][0] == 1 else f"numpy.logical_not({mask})"
+            return f"numpy.asarray({mask}).view(numpy.int8)"
         out = self._print(last)
         for value, c in reversed(pieces):
             out = f"numpy.where({self._print(c)}, {self._print(value)}, {out})"

@@ -39,8 +39,8 @@ class GraphcNumPyPrinter(NumPyPrinter):
         return f"numpy.maximum({self._print(e.args[0])}, 0)"
 
     def _print_Step(self, e: sp.Function) -> str:
-        # bool, so multiplying by a float32 gradient keeps float32
-        return f"numpy.greater({self._print(e.args[0])}, 0)"
+        # int8, so multiplying by a float32 gradient keeps float32, and (unlike bool) it can be negated
+        return f"numpy.asarray(numpy.greater({self._print(e.args[0])}, 0)).view(numpy.int8)"
 
 
 def lambdify(expr: sp.Expr, symbols: tuple[sp.Symbol, ...]) -> Callable[..., Any]:
