@@ -339,10 +339,7 @@ def test_labels_out_of_range_are_caught_on_every_backend(backend: Backend) -> No
         backend.compile(m.loss)(x=np.ones((3, 4)), labels=np.array([0, -1, 1]))
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.xfail(strict=True, raises=KeyError, reason="open bug: the Triton backend "
-                                            "raises a bare KeyError('cummax') for an op it cannot lower"))
-    if b.id == "triton" else b for b in BACKENDS], ids=str)
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
 def test_an_op_a_backend_cannot_lower_is_an_unknown_op_error(backend: Backend,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(gc.OPS, "cummax", OpDef("cummax", ROWWISE, 1, shape=same_shape, dtype=lambda d, a: d[0],

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import sympy as sp
 
 from graphc.errors import UnknownOpError
-from graphc.fusion import Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index
+from graphc.fusion import (
+    LAYOUT_INDEX, Index, Inliner, Kernel, Schedule, index_symbol, kernel_nodes, numel, reduction_index,
+)
 from graphc.ir import Node
 from graphc.memory import MemoryPlan
+from graphc.ops import INDEX, LAYOUT, MATMUL, OPS, REDUCE
+from graphc.ops import ROWWISE as ROWWISE_KIND
+from graphc.plan import Plan
 from graphc.printing import format_node
 
 from .printer import HELPERS, texpr
@@ -48,6 +53,21 @@ ROWWISE: dict[str, Callable[[sp.Expr, sp.Expr, sp.Expr], sp.Expr]] = {
     "softmax": lambda v, mx, se: sp.exp(v - mx) / se,
     "log_softmax": lambda v, mx, se: v - mx - sp.log(se),
 }
+
+
+def check_lowerable(plan: Plan) -> None:
+    """Refuse, before any code is generated, an op this backend has no template for.
+
+    Pointwise ops need no entry: the printer raises on a formula it cannot print.
+    """
+    known: dict[str, Collection[str]] = {REDUCE: REDUCTIONS, ROWWISE_KIND: ROWWISE, LAYOUT: LAYOUT_INDEX,
+                                         MATMUL: ("matmul",), INDEX: ("one_hot",)}
+    for node in plan.nodes:
+        kind = OPS[node.op].kind
+        if kind in known and node.op not in known[kind]:
+            raise UnknownOpError(f"the Triton backend cannot lower op {node.op!r}", node=node,
+                                 hint="add a template to backends/triton/codegen.py, or compile with "
+                                 'backend="numpy"')
 
 
 def value_symbol(name: str) -> sp.Symbol:

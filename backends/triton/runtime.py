@@ -30,7 +30,7 @@ from graphc.plan import Plan
 from graphc.printing import format_graph
 
 from . import cache
-from .codegen import Tuning, generate_module
+from .codegen import Tuning, check_lowerable, generate_module
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "bool": torch.bool}
 
@@ -245,6 +245,7 @@ def lower(plan: Plan, precision: str = "ieee", cuda_graph: bool = False, fuse: b
         raise GraphError(f"unknown precision {precision!r}", hint='use "ieee" or "tf32"')
     tuning = Tuning(interpret=INTERPRET, precision=precision,
                     autotune=(not INTERPRET) if autotune is None else autotune and not INTERPRET)
+    check_lowerable(plan)
     options = {"interpret": INTERPRET, "precision": precision, "fuse": fuse, "autotune": tuning.autotune}
     key = graph_key(plan, options)
     body = cache.read(key)
