@@ -20,6 +20,10 @@ import pytest
 
 import graphc as gc
 
+# The reliability counts (graphs fuzzed, mismatches, redraws, misuses) print in the summary; listed
+# here so the pytest-xdist controller, not only its workers, loads the plugin.
+pytest_plugins = ["fuzz_report"]
+
 
 def _triton_importable() -> bool:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:

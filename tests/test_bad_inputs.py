@@ -22,8 +22,6 @@ from conftest import BACKENDS, Backend
 from fuzz_report import count
 from graphc.ops import ROWWISE, OpDef, same_shape
 
-pytest_plugins = ["fuzz_report"]
-
 
 @dataclass
 class Model:

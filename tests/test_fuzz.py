@@ -26,8 +26,6 @@ from fuzz_report import count
 from fuzzgraphs import FUZZ_OPS, GraphSpec, Source, Step, check_spec, graph_specs, mismatches, triton_available
 from test_regressions import known_bug
 
-pytest_plugins = ["fuzz_report"]
-
 EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "200"))
 LONG_RUN = "GRAPHC_FUZZ_EXAMPLES" in os.environ  # scripts/fuzz.sh: explore, do not replay CI's graphs
 TRITON = triton_available()

@@ -26,8 +26,6 @@ from fuzz_report import count
 from fuzzgraphs import (FUZZ_OPS, MAX_DRAWS, Built, build, call, draw_feeds, graph_specs, redraw_reason,
                         to_numpy, triton_available)
 
-pytest_plugins = ["fuzz_report"]
-
 TRITON = triton_available()
 H = 1e-6  # central-difference step (float64)
 EXAMPLES = 3  # random single-step graphs per op
