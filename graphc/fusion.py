@@ -4,10 +4,11 @@ The model is the one Inductor uses. A node is either *materialized* (it gets a
 buffer, written by exactly one kernel) or *inlined* (recomputed, as a sympy
 expression, inside every kernel that reads it). Matmuls, reductions and
 row-wise softmaxes are always materialized; pointwise, layout and one-hot
-nodes are inlined unless they are results (outputs, param updates) or too big
-to recompute. Layout ops never cost a kernel: they only change the index at
-which their input is read (``Index`` below), so a transpose becomes strides
-and a reshape becomes ``//`` and ``%`` of a flat index.
+nodes are inlined unless they are results (outputs, param updates), too big
+to recompute, or compared bit for bit with a max taken of them (its gradient's
+mask: ``SELECTING_REDUCTIONS``). Layout ops never cost a kernel: they only
+change the index at which their input is read (``Index`` below), so a
+transpose becomes strides and a reshape becomes ``//`` and ``%`` of a flat index.
 
 Kernels then merge:
 
@@ -27,6 +28,7 @@ schedule is legal even for in-place updates.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import mul
@@ -44,6 +46,12 @@ from .symbolic import arg_symbols
 #: An inlined node whose expression would exceed this many ops is materialized instead,
 #: so recomputation never grows a kernel without bound.
 INLINE_COST_LIMIT = 48
+
+#: Reductions whose result is one of their input's elements, which other nodes test for equality
+#: with it (the gradient's is-max mask). Recomputed in two kernels, the input may round differently
+#: in each (sympy prints a/b in one and a * (1/b) in another), so no element would equal the max and
+#: the mask's count would be 0 (a 0/0 gradient): an input computed by arithmetic is stored once.
+SELECTING_REDUCTIONS = frozenset({"max"})
 
 
 def numel(shape: Shape) -> int:
@@ -388,25 +396,34 @@ class Schedule:
 
 
 def _materialize(plan: Plan) -> set[int]:
-    """Nodes that get a buffer: sources, anchors, results, labels of one-hots, and costly expressions."""
+    """Nodes that get a buffer: sources, anchors, results, labels of one-hots, costly expressions, and
+    computed inputs of a selecting reduction that other nodes read."""
     g = plan.graph
     results = set(plan.outputs) | set(plan.updates.values())
+    readers = Counter(i for nid in plan.order for i in set(g.node(nid).inputs))
+    # inputs of a selecting reduction that something else reads too (and may compare with its result)
+    compared = {i for nid in plan.order if g.node(nid).op in SELECTING_REDUCTIONS
+                for i in g.node(nid).inputs if readers[i] > 1}
     mat: set[int] = set()
     cost: dict[int, int] = {}
+    copies: set[int] = set()  # inlined nodes whose value is stored or literal bits, moved (layout of a buffer)
     for nid in plan.order:
         node = g.node(nid)
         kind = OPS[node.op].kind
         if kind == SOURCE:
             if not is_scalar_const(node):
                 mat.add(nid)
+            copies.add(nid)
             cost[nid] = 0
             continue
+        if kind == LAYOUT and all(i in mat or i in copies for i in node.inputs):
+            copies.add(nid)
         if kind == INDEX:
             for i in node.inputs:  # labels are range-checked in their buffer before use
                 if OPS[g.node(i).op].kind != SOURCE:
                     mat.add(i)
         c = 1 + sum(cost[i] for i in node.inputs if i not in mat)
-        if kind in ANCHOR_KINDS or nid in results or c > INLINE_COST_LIMIT:
+        if kind in ANCHOR_KINDS or nid in results or c > INLINE_COST_LIMIT or (nid in compared and nid not in copies):
             mat.add(nid)
             c = 0
         cost[nid] = c

@@ -174,3 +174,20 @@ def test_a_softmax_of_a_sum_does_not_absorb_its_own_input() -> None:
         y = gc.log_softmax(gc.sum(gc.abs(x), keepdims=True), axis=0)
     sched = schedule(build_plan([y]))
     assert [k.kind for k in sched] == ["reduce", "rowwise"] and not sched.kernels[1].sides
+
+
+def test_a_computed_input_of_a_max_that_its_gradient_compares_is_stored_once() -> None:
+    """max(|x| / maximum(3, |x|)) and its gradient: recomputed in two kernels the quotient rounded
+    differently, so no element equalled the max and the gradient was 0/0 (found by the fuzzer). A
+    layout of a source is the same bits everywhere and stays inlined."""
+    with gc.Graph("is_max"):
+        x = gc.input("x", (4,))
+        dx = gc.grad(gc.max(gc.abs(x) / gc.maximum(gc.abs(x), 3.0)), x)
+        m = gc.input("m", (3, 4))
+        dm = gc.grad(gc.sum(gc.max(gc.transpose(m), axis=0)), m)
+    for out, op, wanted in ((dx, "div", True), (dm, "transpose", False)):
+        sched = schedule(build_plan([out]))
+        g = sched.plan.graph
+        # the forward node: the one whose result the max reads
+        (fwd,) = [g.node(n).inputs[0] for n in sched.plan.order if g.node(n).op == "max"]
+        assert g.node(fwd).op == op and (fwd in sched.materialized) == wanted, str(sched)
