@@ -17,8 +17,6 @@ import pytest
 from fuzz_report import count
 from fuzzgraphs import Const, GraphSpec, Source, Step, check_spec, triton_available
 
-pytest_plugins = ["fuzz_report"]
-
 TRITON = triton_available()
 
 
