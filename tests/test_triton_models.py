@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from conftest import to_numpy as as_np
 from lecture_models import MODELS, feeds
 
 pytest.importorskip("backends.triton")
 torch = pytest.importorskip("torch")
-
-
-def as_np(v):  # type: ignore[no-untyped-def]
-    return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
